@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/cascade-rtc/cascade/api"
+	"github.com/cascade-rtc/cascade/config"
+	"github.com/cascade-rtc/cascade/node"
+)
+
+// errUsage means the command line was wrong; the flag package has said why.
+var errUsage = errors.New("usage")
+
+// serveFlags maps each `serve` flag to the configuration path it sets.
+var serveFlags = []struct{ name, path, usage string }{
+	{"listen", "http.listen", "HTTP listen address host:port (http.listen)"},
+	{"media-port", "media.udp_port", "UDP and ICE-TCP media port, 0 for any free port (media.udp_port)"},
+	{"data-dir", "data_dir", "directory for the node's data (data_dir)"},
+	{"region", "region", "region this node serves (region)"},
+	{"log-level", "log.level", "debug, info, warn or error (log.level)"},
+	{"log-format", "log.format", "console or json (log.format)"},
+	{"node-id", "node_id", "this node's id in the cluster (node_id)"},
+}
+
+// serve runs `cascade serve`: it loads and validates the configuration,
+// starts a media node and its HTTP server, and runs until SIGINT or SIGTERM.
+func serve(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cascade serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	file := fs.String("config", "", "YAML configuration file (see cascade.example.yaml)")
+	dev := fs.Bool("dev", false, "dev mode: one node, any stream name, publish token printed at start (dev)")
+	for _, f := range serveFlags {
+		fs.String(f.name, "", f.usage)
+	}
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "cascade serve: unexpected argument %q\n", fs.Arg(0))
+		return errUsage
+	}
+	overrides := map[string]string{}
+	fs.Visit(func(f *flag.Flag) {
+		for _, sf := range serveFlags {
+			if sf.name == f.Name {
+				overrides[sf.path] = f.Value.String()
+			}
+		}
+	})
+	if *dev {
+		overrides["dev"] = "true"
+	}
+	cfg, err := config.Load(config.LoadOptions{File: *file, Environ: os.Environ(), Overrides: overrides})
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+
+	n, err := node.New(cfg, log.Named("node"))
+	if err != nil {
+		return err
+	}
+	defer n.Close()
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	srv := &fasthttp.Server{
+		Handler:               newRouter(n, api.NewPages()),
+		Name:                  "cascade",
+		MaxRequestBodySize:    2 * cfg.HTTP.MaxBodyBytes,
+		ReadTimeout:           15 * time.Second,
+		WriteTimeout:          15 * time.Second,
+		IdleTimeout:           60 * time.Second,
+		NoDefaultServerHeader: false,
+		Logger:                zap.NewStdLog(log.Named("http")),
+	}
+	serveErr := make(chan error, 1)
+	go func() {
+		if cfg.HTTP.TLSCertFile != "" {
+			serveErr <- srv.ServeTLS(ln, cfg.HTTP.TLSCertFile, cfg.HTTP.TLSKeyFile)
+		} else {
+			serveErr <- srv.Serve(ln)
+		}
+	}()
+
+	addr := ln.Addr().String()
+	log.Info("cascade ready", zap.String("version", version), zap.String("http_addr", addr),
+		zap.Int("media_port", n.MediaPort()), zap.String("node_id", cfg.NodeID),
+		zap.String("region", cfg.Region), zap.Bool("dev", cfg.Dev))
+	if cfg.Dev {
+		printDevBanner(stdout, baseURL(cfg, addr), cfg.PublishToken(), n.MediaPort())
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-serveErr:
+		return fmt.Errorf("http: %w", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.ShutdownWithContext(shutdownCtx)
+	return nil
+}
+
+// baseURL is the URL people reach this node at: the configured public URL,
+// or the address actually bound (which differs from the configured one
+// with port 0).
+func baseURL(cfg config.Config, addr string) string {
+	if cfg.HTTP.PublicURL != "" {
+		return strings.TrimRight(cfg.HTTP.PublicURL, "/")
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	scheme := "http"
+	if cfg.HTTP.TLSCertFile != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// printDevBanner tells a developer where to publish, play and look.
+func printDevBanner(w io.Writer, base, token string, mediaPort int) {
+	fmt.Fprintf(w, `
+Cascade is running (dev mode). Any stream name works; the publish token is %q.
+
+  Publish from this browser:  %s/publish/demo?token=%s
+  Watch:                      %s/play/demo
+  WHIP (OBS, GStreamer):      %s/whip/demo   (Bearer token: %s)
+  WHEP (players):             %s/whep/demo
+  Node status:                %s/v1/node
+  Media:                      UDP and TCP port %d
+
+Stop with Ctrl-C.
+`, token, base, token, base, base, token, base, base, mediaPort)
+}
+
+// newLogger builds the process logger from the log configuration.
+func newLogger(cfg config.LogConfig, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(cfg.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if cfg.Format == "json" {
+		enc = zapcore.NewJSONEncoder(encCfg)
+	} else {
+		encCfg.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
+	return zap.New(core), nil
+}
+
+// newRouter sends the node's resources to the node and the pages to api.
+func newRouter(n *node.Node, pages *api.Pages) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		if n.Handle(ctx) {
+			return
+		}
+		path := string(ctx.Path())
+		if !ctx.IsGet() && !ctx.IsHead() {
+			ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
+			ctx.Error("method not allowed\n", fasthttp.StatusMethodNotAllowed)
+			return
+		}
+		switch {
+		case path == "/healthz":
+			ctx.SetContentType("text/plain; charset=utf-8")
+			ctx.SetBodyString("ok\n")
+		case strings.HasPrefix(path, "/publish/") && !strings.Contains(path[len("/publish/"):], "/"):
+			pages.ServePublish(ctx, path[len("/publish/"):])
+		case strings.HasPrefix(path, "/play/") && !strings.Contains(path[len("/play/"):], "/"):
+			pages.ServePlay(ctx, path[len("/play/"):])
+		case strings.HasPrefix(path, "/static/"):
+			pages.ServeStatic(ctx, path[len("/static/"):])
+		case path == "/":
+			ctx.SetContentType("text/plain; charset=utf-8")
+			ctx.SetBodyString("Cascade " + version + ": publish at /publish/{stream}, play at /play/{stream}, " +
+				"WHIP at /whip/{stream}, WHEP at /whep/{stream}\n")
+		default:
+			ctx.Error("not found\n", fasthttp.StatusNotFound)
+		}
+	}
+}

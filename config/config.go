@@ -1,0 +1,203 @@
+// Package config owns Cascade's configuration: the [Config] tree and its
+// defaults, loading it from a YAML file, the environment and command-line
+// overrides, and checking it. Other packages receive a validated Config and
+// never read files, flags or the environment themselves.
+//
+// Every option has a dotted path built from its YAML keys (media.udp_port).
+// The same path names the option in validation errors and overrides, and,
+// upper-cased with dots turned into underscores behind CASCADE_, in the
+// environment (CASCADE_MEDIA_UDP_PORT). cascade.example.yaml at the root of
+// the repository lists every option with its default.
+package config
+
+import (
+	"net"
+	"os"
+	"slices"
+	"strings"
+)
+
+// Config is the whole configuration of one Cascade node. The zero value is
+// not useful; start from [Default] or [Load] and check the result with
+// [Config.Validate].
+type Config struct {
+	// NodeID names this node in the cluster. Default: the machine's hostname.
+	NodeID string `yaml:"node_id"`
+	// Region groups nodes for edge selection; letters, digits, '-' and '_'.
+	// Default "local".
+	Region string `yaml:"region"`
+	// DataDir holds the node's persistent state. Default "./data".
+	DataDir string `yaml:"data_dir"`
+	// Dev runs a single node that accepts any stream name and takes
+	// DevToken as the publish token. Default false.
+	Dev bool `yaml:"dev"`
+	// DevToken is the publish token in dev mode when Publish.Token is
+	// empty. Default "devtoken".
+	DevToken string `yaml:"dev_token"`
+
+	// Log configures logging.
+	Log LogConfig `yaml:"log"`
+	// HTTP configures the WHIP/WHEP HTTP server.
+	HTTP HTTPConfig `yaml:"http"`
+	// Media configures the WebRTC transport.
+	Media MediaConfig `yaml:"media"`
+	// Publish configures who may publish and what happens on a second publish.
+	Publish PublishConfig `yaml:"publish"`
+	// Play configures who may play and how many.
+	Play PlayConfig `yaml:"play"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	// Level is the lowest level logged: debug, info, warn or error.
+	// Default "info".
+	Level string `yaml:"level"`
+	// Format is console (human-readable) or json. Default "console".
+	Format string `yaml:"format"`
+}
+
+// HTTPConfig configures the WHIP/WHEP HTTP server.
+type HTTPConfig struct {
+	// Listen is the host:port the server listens on. Default "127.0.0.1:8080".
+	Listen string `yaml:"listen"`
+	// PublicURL is the absolute http(s) URL clients reach the server at,
+	// used in Location headers. Default "": derived from Listen, see
+	// [Config.PublicBaseURL].
+	PublicURL string `yaml:"public_url"`
+	// AllowedOrigins are the CORS origins allowed to call the API, each
+	// scheme://host[:port] or "*". Default empty: see
+	// [Config.EffectiveAllowedOrigins].
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// MaxBodyBytes caps a request body (an SDP offer or trickle fragment),
+	// from 1024 to 16777216. Default 65536.
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// TLSCertFile is a PEM certificate chain; set with TLSKeyFile to serve
+	// HTTPS. Default "": plain HTTP.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	// TLSKeyFile is the PEM private key for TLSCertFile. Default "".
+	TLSKeyFile string `yaml:"tls_key_file"`
+}
+
+// MediaConfig configures the WebRTC transport.
+type MediaConfig struct {
+	// UDPPort is the single UDP port all sessions share. 0 picks a free
+	// port. Default 8443.
+	UDPPort int `yaml:"udp_port"`
+	// ICETCP also accepts ICE over TCP on the same port number. Default true.
+	ICETCP bool `yaml:"ice_tcp"`
+	// BindAddress is the IP address media sockets bind to; "" or "0.0.0.0"
+	// means all interfaces. Default "127.0.0.1".
+	BindAddress string `yaml:"bind_address"`
+	// PublicIPs are the addresses peers reach this node at when it sits
+	// behind 1:1 NAT, advertised in its ICE candidates. Default empty.
+	PublicIPs []string `yaml:"public_ips"`
+	// ICEServers are the STUN and TURN servers offered to the node's own
+	// ICE agents. Default empty.
+	ICEServers []ICEServer `yaml:"ice_servers"`
+	// NACKHistory is the number of packets kept per video source track for
+	// retransmission: a power of two from 64 to 32768. Default 1024.
+	NACKHistory int `yaml:"nack_history"`
+}
+
+// ICEServer is one STUN or TURN server.
+type ICEServer struct {
+	// URLs are the server's URLs, each starting with stun:, stuns:, turn:
+	// or turns:.
+	URLs []string `yaml:"urls"`
+	// Username authenticates to a TURN server; required for turn: and
+	// turns: URLs.
+	Username string `yaml:"username"`
+	// Credential is the password for Username.
+	Credential string `yaml:"credential"`
+}
+
+// PublishConfig configures publishing (WHIP).
+type PublishConfig struct {
+	// Takeover lets a second publisher with valid credentials replace the
+	// first; when false the second gets 409 Conflict. Default true.
+	Takeover bool `yaml:"takeover"`
+	// Token is the static bearer token publishers present. Required unless
+	// Dev is true. Default "".
+	Token string `yaml:"token"`
+}
+
+// PlayConfig configures playback (WHEP).
+type PlayConfig struct {
+	// Token is the bearer token viewers present; "" lets anyone play.
+	// Default "".
+	Token string `yaml:"token"`
+	// MaxViewers caps viewers on this node; 0 means unlimited. Default 0.
+	MaxViewers int `yaml:"max_viewers"`
+}
+
+// Default returns the documented defaults. NodeID is the machine's
+// hostname, or empty if it cannot be read, which Validate reports.
+// Publish.Token is empty, so the defaults validate only with Dev set.
+func Default() Config {
+	host, _ := os.Hostname()
+	return Config{
+		NodeID:   host,
+		Region:   "local",
+		DataDir:  "./data",
+		DevToken: "devtoken",
+		Log: LogConfig{
+			Level:  "info",
+			Format: "console",
+		},
+		HTTP: HTTPConfig{
+			Listen:       "127.0.0.1:8080",
+			MaxBodyBytes: 64 << 10,
+		},
+		Media: MediaConfig{
+			UDPPort:     8443,
+			ICETCP:      true,
+			BindAddress: "127.0.0.1",
+			NACKHistory: 1024,
+		},
+		Publish: PublishConfig{
+			Takeover: true,
+		},
+	}
+}
+
+// EffectiveAllowedOrigins returns the CORS origins to allow: HTTP.AllowedOrigins,
+// or ["*"] when that is empty and Dev is true, so a browser page on any
+// origin can try a dev node. The result is a copy.
+func (c Config) EffectiveAllowedOrigins() []string {
+	if len(c.HTTP.AllowedOrigins) == 0 && c.Dev {
+		return []string{"*"}
+	}
+	return slices.Clone(c.HTTP.AllowedOrigins)
+}
+
+// PublicBaseURL returns the URL clients reach the HTTP server at, without a
+// trailing slash: HTTP.PublicURL if set, else http:// (https:// with TLS)
+// plus HTTP.Listen, where an unspecified listen host ("", 0.0.0.0, ::)
+// becomes 127.0.0.1. The result is meaningful only for a valid Config; with
+// a listen port of 0 the caller should build the URL from the bound address.
+func (c Config) PublicBaseURL() string {
+	if c.HTTP.PublicURL != "" {
+		return strings.TrimRight(c.HTTP.PublicURL, "/")
+	}
+	scheme := "http"
+	if c.HTTP.TLSCertFile != "" && c.HTTP.TLSKeyFile != "" {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(c.HTTP.Listen)
+	if err != nil {
+		return scheme + "://" + c.HTTP.Listen
+	}
+	if host == "" || net.ParseIP(host).IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// PublishToken returns the token publishers must present: Publish.Token if
+// set, else DevToken in dev mode, else "" (which Validate rejects).
+func (c Config) PublishToken() string {
+	if c.Publish.Token == "" && c.Dev {
+		return c.DevToken
+	}
+	return c.Publish.Token
+}

@@ -1,0 +1,105 @@
+package node
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Content types of the WHIP/WHEP resources (RFC 9725 §4.2, RFC 8840 §9).
+const (
+	contentTypeSDP     = "application/sdp"
+	contentTypeSDPFrag = "application/trickle-ice-sdpfrag"
+)
+
+// fail writes a short plain-text reason with status.
+func fail(ctx *fasthttp.RequestCtx, status int, reason string) {
+	ctx.ResetBody()
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("text/plain; charset=utf-8")
+	ctx.SetBodyString(reason + "\n")
+}
+
+// hasContentType reports whether the request's Content-Type, ignoring
+// parameters and case, is want.
+func hasContentType(ctx *fasthttp.RequestCtx, want string) bool {
+	ct := ctx.Request.Header.ContentType()
+	if i := bytes.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.EqualFold(strings.TrimSpace(string(ct)), want)
+}
+
+// bearer returns the token in the Authorization header: "Bearer T" or, as
+// some WHIP clients send it, the bare token.
+func bearer(ctx *fasthttp.RequestCtx) string {
+	h := strings.TrimSpace(string(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)))
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return h
+}
+
+// authorize checks the request's token against want. An empty want lets
+// everyone in. It writes 401 (no token) or 403 (wrong token) and returns
+// false when the request may not go on.
+func authorize(ctx *fasthttp.RequestCtx, want string) bool {
+	if want == "" {
+		return true
+	}
+	got := bearer(ctx)
+	if got == "" {
+		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="cascade"`)
+		fail(ctx, fasthttp.StatusUnauthorized, "missing token: send Authorization: Bearer <token>")
+		return false
+	}
+	if subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		fail(ctx, fasthttp.StatusForbidden, "wrong token")
+		return false
+	}
+	return true
+}
+
+// cors answers the CORS headers for a request from an allowed origin
+// (RFC 9725 §4.1 expects browser clients). allowed may hold "*".
+func cors(ctx *fasthttp.RequestCtx, allowed []string) {
+	origin := string(ctx.Request.Header.Peek(fasthttp.HeaderOrigin))
+	if origin == "" {
+		return
+	}
+	ok := false
+	for _, a := range allowed {
+		if a == "*" || strings.EqualFold(a, origin) {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		return
+	}
+	h := &ctx.Response.Header
+	h.Set(fasthttp.HeaderAccessControlAllowOrigin, origin)
+	h.Add(fasthttp.HeaderVary, "Origin")
+	h.Set(fasthttp.HeaderAccessControlAllowMethods, "GET, POST, PATCH, DELETE, OPTIONS")
+	h.Set(fasthttp.HeaderAccessControlAllowHeaders, "Authorization, Content-Type, If-Match")
+	h.Set(fasthttp.HeaderAccessControlExposeHeaders, "Location, ETag, Link, Accept-Patch, Accept-Post, Retry-After")
+	h.Set(fasthttp.HeaderAccessControlMaxAge, "600")
+}
+
+// validStreamName reports whether s can name a stream: 1 to 128 of
+// letters, digits, '-', '_', '.' and '~' (URL-safe without escaping).
+func validStreamName(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '-' || c == '_' || c == '.' || c == '~') {
+			return false
+		}
+	}
+	return s != "." && s != ".."
+}

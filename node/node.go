@@ -1,0 +1,273 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/cascade-rtc/cascade/config"
+	"github.com/cascade-rtc/cascade/media"
+)
+
+// Node is one media node: it owns the WebRTC transport, the live streams'
+// hubs and every WHIP and WHEP session.
+type Node struct {
+	cfg       config.Config
+	log       *zap.Logger
+	tr        *transport
+	origins   []string
+	iceLinks  []string
+	pubToken  string
+	playToken string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // hub watchers
+
+	mu       sync.Mutex // guards sessions, streams, closed
+	sessions map[string]*session
+	streams  map[string]*stream
+	closed   bool
+}
+
+// stream is a live stream on this node: its hub and current publisher.
+type stream struct {
+	hub *media.Hub
+	pub *session
+}
+
+// New binds the node's media port and returns a node ready to serve
+// requests through Handle. cfg must have passed Validate.
+func New(cfg config.Config, log *zap.Logger) (*Node, error) {
+	tr, err := newTransport(cfg.Media)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{
+		cfg:       cfg,
+		log:       log,
+		tr:        tr,
+		origins:   cfg.EffectiveAllowedOrigins(),
+		pubToken:  cfg.PublishToken(),
+		playToken: cfg.Play.Token,
+		ctx:       ctx,
+		cancel:    cancel,
+		sessions:  make(map[string]*session),
+		streams:   make(map[string]*stream),
+	}
+	n.iceLinks = iceServerLinks(cfg.Media.ICEServers)
+	return n, nil
+}
+
+// MediaPort is the UDP (and ICE-TCP) port the node's media uses.
+func (n *Node) MediaPort() int { return n.tr.port }
+
+// Handle serves the node's resources: /whip/..., /whep/... and /v1/node.
+// It reports false, writing nothing, for any other path.
+func (n *Node) Handle(ctx *fasthttp.RequestCtx) bool {
+	path := string(ctx.Path())
+	var publish bool
+	switch {
+	case strings.HasPrefix(path, "/whip/"):
+		publish = true
+	case strings.HasPrefix(path, "/whep/"):
+	case path == "/v1/node":
+		n.serveStats(ctx)
+		return true
+	default:
+		return false
+	}
+	cors(ctx, n.origins)
+	parts := strings.Split(path[len("/whip/"):], "/")
+	switch {
+	case len(parts) == 1:
+		n.serveEndpoint(ctx, publish, parts[0])
+	case len(parts) == 2 && parts[1] != "":
+		n.serveResource(ctx, publish, parts[0], parts[1])
+	default:
+		fail(ctx, fasthttp.StatusNotFound, "no such resource")
+	}
+	return true
+}
+
+// serveEndpoint handles the WHIP or WHEP endpoint of a stream.
+func (n *Node) serveEndpoint(ctx *fasthttp.RequestCtx, publish bool, name string) {
+	switch string(ctx.Method()) {
+	case fasthttp.MethodOptions:
+		ctx.Response.Header.Set("Accept-Post", contentTypeSDP)
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		return
+	case fasthttp.MethodPost:
+	default:
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, "OPTIONS, POST")
+		fail(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed: use POST with an SDP offer")
+		return
+	}
+	if !validStreamName(name) {
+		fail(ctx, fasthttp.StatusBadRequest, "invalid stream name: use 1 to 128 of A-Z a-z 0-9 - _ . ~")
+		return
+	}
+	token := n.playToken
+	if publish {
+		token = n.pubToken
+	}
+	if !authorize(ctx, token) {
+		return
+	}
+	if !hasContentType(ctx, contentTypeSDP) {
+		fail(ctx, fasthttp.StatusUnsupportedMediaType, "content type must be "+contentTypeSDP)
+		return
+	}
+	body := ctx.PostBody()
+	if len(body) > n.cfg.HTTP.MaxBodyBytes {
+		fail(ctx, fasthttp.StatusRequestEntityTooLarge,
+			fmt.Sprintf("offer is %d bytes; the limit is %d", len(body), n.cfg.HTTP.MaxBodyBytes))
+		return
+	}
+	if publish {
+		n.publish(ctx, name, string(body))
+	} else {
+		n.play(ctx, name, string(body), string(ctx.QueryArgs().Peek("viewer")))
+	}
+}
+
+// serveResource handles a session resource: PATCH, DELETE, OPTIONS.
+func (n *Node) serveResource(ctx *fasthttp.RequestCtx, publish bool, name, id string) {
+	method := string(ctx.Method())
+	switch method {
+	case fasthttp.MethodOptions:
+		ctx.Response.Header.Set("Accept-Patch", contentTypeSDPFrag)
+		ctx.SetStatusCode(fasthttp.StatusNoContent)
+		return
+	case fasthttp.MethodPatch, fasthttp.MethodDelete:
+	default:
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, "OPTIONS, PATCH, DELETE")
+		fail(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed on a session: use PATCH or DELETE")
+		return
+	}
+	token := n.playToken
+	if publish {
+		token = n.pubToken
+	}
+	if !authorize(ctx, token) {
+		return
+	}
+	n.mu.Lock()
+	s := n.sessions[id]
+	n.mu.Unlock()
+	if s == nil || s.stream != name || s.publish != publish {
+		fail(ctx, fasthttp.StatusNotFound, "no such session")
+		return
+	}
+	if method == fasthttp.MethodDelete {
+		s.close("deleted by client")
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		return
+	}
+	s.patch(ctx)
+}
+
+// Stats is a snapshot of the node's load.
+type Stats struct {
+	ID              string        `json:"id"`
+	Region          string        `json:"region"`
+	Publishers      int           `json:"publishers"`
+	Viewers         int           `json:"viewers"`
+	PeerConnections int           `json:"peer_connections"`
+	Goroutines      int           `json:"goroutines"`
+	Streams         []StreamStats `json:"streams"`
+}
+
+// StreamStats is one live stream's figures on this node.
+type StreamStats struct {
+	ID      string       `json:"id"`
+	Viewers int          `json:"viewers"`
+	Tracks  []TrackStats `json:"tracks"`
+}
+
+// TrackStats describes one track of a live stream.
+type TrackStats struct {
+	Kind  string `json:"kind"`
+	Codec string `json:"codec"`
+}
+
+// Stats returns the node's current figures.
+func (n *Node) Stats() Stats {
+	n.mu.Lock()
+	st := Stats{ID: n.cfg.NodeID, Region: n.cfg.Region, PeerConnections: len(n.sessions), Streams: []StreamStats{}}
+	for _, s := range n.sessions {
+		if s.publish {
+			st.Publishers++
+		} else {
+			st.Viewers++
+		}
+	}
+	streams := make(map[string]*media.Hub, len(n.streams))
+	for name, s := range n.streams {
+		streams[name] = s.hub
+	}
+	n.mu.Unlock()
+	for name, hub := range streams {
+		ss := StreamStats{ID: name, Viewers: hub.Viewers()}
+		for _, t := range hub.Tracks() {
+			ss.Tracks = append(ss.Tracks, TrackStats{Kind: t.Kind().String(), Codec: t.Codec().MimeType})
+		}
+		st.Streams = append(st.Streams, ss)
+	}
+	st.Goroutines = runtime.NumGoroutine()
+	return st
+}
+
+// Close ends every session and releases the media port.
+func (n *Node) Close() {
+	n.mu.Lock()
+	n.closed = true
+	sessions := make([]*session, 0, len(n.sessions))
+	for _, s := range n.sessions {
+		sessions = append(sessions, s)
+	}
+	n.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range sessions {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.close("node shutting down")
+		}()
+	}
+	wg.Wait()
+	n.cancel()
+	n.wg.Wait()
+	n.tr.close()
+}
+
+// newID returns a random identifier of nbytes bytes, hex-encoded.
+func newID(nbytes int) string {
+	b := make([]byte, nbytes)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// iceServerLinks renders configured ICE servers as Link header values
+// (RFC 9725 §4.6).
+func iceServerLinks(servers []config.ICEServer) []string {
+	var links []string
+	for _, s := range servers {
+		for _, u := range s.URLs {
+			l := fmt.Sprintf("<%s>; rel=\"ice-server\"", u)
+			if s.Username != "" {
+				l += fmt.Sprintf("; username=%q; credential=%q; credential-type=\"password\"", s.Username, s.Credential)
+			}
+			links = append(links, l)
+		}
+	}
+	return links
+}
