@@ -22,6 +22,9 @@ type offeredSection struct {
 // parseOffer parses an SDP offer into its audio and video sections, in
 // order, with their codecs in the offerer's order of preference.
 func parseOffer(offer string) ([]offeredSection, error) {
+	if strings.TrimSpace(offer) == "" {
+		return nil, fmt.Errorf("%w: empty offer", ErrBadOffer)
+	}
 	var sd sdp.SessionDescription
 	if err := sd.UnmarshalString(offer); err != nil {
 		return nil, fmt.Errorf("%w: malformed SDP: %v", ErrBadOffer, err)

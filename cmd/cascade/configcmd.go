@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/cascade-rtc/cascade/config"
 )
@@ -20,7 +21,13 @@ func configCommand(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	for _, p := range problems {
-		fmt.Fprintf(stdout, "%s: %v\n", args[1], p)
+		// Load errors already name the file (and line); validation
+		// problems name only the field.
+		if msg := p.Error(); strings.HasPrefix(msg, args[1]) {
+			fmt.Fprintln(stdout, msg)
+		} else {
+			fmt.Fprintf(stdout, "%s: %s\n", args[1], msg)
+		}
 	}
 	return 1
 }
