@@ -91,7 +91,9 @@ func parseOffer(offer string) ([]offeredSection, error) {
 func (s offeredSection) sends() bool { return s.direction == "sendrecv" || s.direction == "sendonly" }
 
 // receives reports whether the offerer receives media in the section.
-func (s offeredSection) receives() bool { return s.direction == "sendrecv" || s.direction == "recvonly" }
+func (s offeredSection) receives() bool {
+	return s.direction == "sendrecv" || s.direction == "recvonly"
+}
 
 // chooseCodec returns the first codec of the section, in the offerer's
 // order, that Cascade supports, as Cascade registers it but with the
