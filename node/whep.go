@@ -25,7 +25,12 @@ func (n *Node) play(ctx *fasthttp.RequestCtx, name, offer, viewer string) {
 	if st := n.streams[name]; st != nil && st.pub != nil {
 		hub = st.hub
 	}
-	viewers := len(n.sessions)
+	viewers := 0
+	for _, s := range n.sessions {
+		if !s.publish {
+			viewers++
+		}
+	}
 	n.mu.Unlock()
 	if hub == nil {
 		fail(ctx, fasthttp.StatusNotFound, fmt.Sprintf("stream %s is not live", name))

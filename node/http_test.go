@@ -1,0 +1,87 @@
+package node
+
+import (
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+func request(headers map[string]string) *fasthttp.RequestCtx {
+	ctx := &fasthttp.RequestCtx{}
+	for k, v := range headers {
+		ctx.Request.Header.Set(k, v)
+	}
+	return ctx
+}
+
+func TestAuthorize(t *testing.T) {
+	for _, tc := range []struct {
+		name, want, header string
+		status             int
+		ok                 bool
+	}{
+		{"open stream", "", "", 200, true},
+		{"bearer", "secret", "Bearer secret", 200, true},
+		{"bearer any case", "secret", "bearer secret", 200, true},
+		{"bare token (some WHIP clients)", "secret", "secret", 200, true},
+		{"missing", "secret", "", 401, false},
+		{"wrong", "secret", "Bearer nope", 403, false},
+		{"prefix of the token", "secret", "Bearer secre", 403, false},
+	} {
+		ctx := request(map[string]string{"Authorization": tc.header})
+		if tc.header == "" {
+			ctx.Request.Header.Del("Authorization")
+		}
+		if ok := authorize(ctx, tc.want); ok != tc.ok || ctx.Response.StatusCode() != tc.status {
+			t.Errorf("%s: ok=%v status=%d, want ok=%v status=%d", tc.name, ok, ctx.Response.StatusCode(), tc.ok, tc.status)
+		}
+	}
+}
+
+func TestCORS(t *testing.T) {
+	ctx := request(map[string]string{"Origin": "https://player.example"})
+	cors(ctx, []string{"https://other.example", "https://player.example"})
+	if got := string(ctx.Response.Header.Peek("Access-Control-Allow-Origin")); got != "https://player.example" {
+		t.Fatalf("allowed origin echoed as %q", got)
+	}
+	if got := string(ctx.Response.Header.Peek("Access-Control-Expose-Headers")); got == "" {
+		t.Fatal("Location and ETag must be exposed to browser clients")
+	}
+	ctx = request(map[string]string{"Origin": "https://evil.example"})
+	cors(ctx, []string{"https://player.example"})
+	if got := ctx.Response.Header.Peek("Access-Control-Allow-Origin"); got != nil {
+		t.Fatalf("disallowed origin got Access-Control-Allow-Origin %q", got)
+	}
+	ctx = request(map[string]string{"Origin": "https://any.example"})
+	cors(ctx, []string{"*"})
+	if got := string(ctx.Response.Header.Peek("Access-Control-Allow-Origin")); got != "https://any.example" {
+		t.Fatalf("wildcard: got %q", got)
+	}
+}
+
+func TestValidStreamName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"demo": true, "a-b_c.d~e": true, "Cam1": true,
+		"": false, ".": false, "..": false, "a/b": false, "a b": false, "é": false,
+		string(make([]byte, 129)): false,
+	} {
+		if got := validStreamName(name); got != want {
+			t.Errorf("validStreamName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+func TestHasContentType(t *testing.T) {
+	for ct, want := range map[string]bool{
+		"application/sdp":                true,
+		"Application/SDP":                true,
+		"application/sdp; charset=utf-8": true,
+		"application/json":               false,
+		"":                               false,
+	} {
+		ctx := request(map[string]string{"Content-Type": ct})
+		if got := hasContentType(ctx, contentTypeSDP); got != want {
+			t.Errorf("hasContentType(%q) = %v, want %v", ct, got, want)
+		}
+	}
+}
