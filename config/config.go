@@ -11,10 +11,12 @@
 package config
 
 import (
+	"encoding/base64"
 	"net"
 	"os"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Config is the whole configuration of one Cascade node. The zero value is
@@ -45,6 +47,51 @@ type Config struct {
 	Publish PublishConfig `yaml:"publish"`
 	// Play configures who may play and how many.
 	Play PlayConfig `yaml:"play"`
+
+	// Role is what this process does: "node" (media node that also
+	// answers as a balancer) or "balancer" (redirects only, no media).
+	// Default "node".
+	Role string `yaml:"role"`
+	// Cluster configures membership and the balancer.
+	Cluster ClusterConfig `yaml:"cluster"`
+}
+
+// ClusterConfig configures cluster membership (hashicorp/memberlist) and
+// the balancer's redirect grants.
+type ClusterConfig struct {
+	// Bind is the host:port memberlist listens on (TCP and UDP). ""
+	// runs one node on its own, with no cluster. Port 0 picks a free
+	// port. Default "".
+	Bind string `yaml:"bind"`
+	// Advertise is the host:port other members reach Bind at; "" uses
+	// Bind's address. Default "".
+	Advertise string `yaml:"advertise"`
+	// Join lists members to join, each host:port or a DNS name that may
+	// resolve to several addresses; joining is retried until one answers.
+	// Default empty: start a new cluster.
+	Join []string `yaml:"join"`
+	// Key is the cluster secret, standard base64 of 16, 24 or 32 bytes. It
+	// encrypts gossip and signs redirect grants; every member must have the
+	// same. Required when Bind is set, unless Dev is true (dev mode then
+	// uses a fixed, public key). Default "".
+	Key string `yaml:"key"`
+	// ProbeInterval is how often memberlist probes one other member.
+	// Default 500ms.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
+	// ProbeTimeout is how long a probe waits for an ack before asking
+	// others to probe indirectly. Default 300ms.
+	ProbeTimeout time.Duration `yaml:"probe_timeout"`
+	// SuspicionMult scales how long a suspect member has to refute before
+	// it is declared dead (memberlist's SuspicionMult). Default 2.
+	SuspicionMult int `yaml:"suspicion_mult"`
+	// LoadInterval is how often a node gossips its load. Default 500ms.
+	LoadInterval time.Duration `yaml:"load_interval"`
+	// GrantTTL is how long a balancer's redirect grant stays valid.
+	// Default 30s.
+	GrantTTL time.Duration `yaml:"grant_ttl"`
+	// DrainTimeout is how long a draining node waits for its viewers to
+	// leave before it leaves the cluster anyway. Default 30s.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
 // LogConfig configures logging.
@@ -128,6 +175,9 @@ type PlayConfig struct {
 	Token string `yaml:"token"`
 	// MaxViewers caps viewers on this node; 0 means unlimited. Default 0.
 	MaxViewers int `yaml:"max_viewers"`
+	// MaxEgressMbps caps this node's media egress in Mbit/s, as the
+	// balancer sees it; 0 means unlimited. Default 0.
+	MaxEgressMbps int `yaml:"max_egress_mbps"`
 }
 
 // Default returns the documented defaults. NodeID is the machine's
@@ -157,7 +207,32 @@ func Default() Config {
 		Publish: PublishConfig{
 			Takeover: true,
 		},
+		Role: "node",
+		Cluster: ClusterConfig{
+			ProbeInterval: 500 * time.Millisecond,
+			ProbeTimeout:  300 * time.Millisecond,
+			SuspicionMult: 2,
+			LoadInterval:  500 * time.Millisecond,
+			GrantTTL:      30 * time.Second,
+			DrainTimeout:  30 * time.Second,
+		},
 	}
+}
+
+// DevClusterKey is the cluster key dev mode uses when cluster.key is
+// empty. It is public: never use dev mode on a network you do not trust.
+const DevClusterKey = "Y2FzY2FkZS1kZXYta2V5LTAwMDAwMDAwMDAwMDAwMDA="
+
+// ClusterKey returns the decoded cluster key: Cluster.Key, or
+// DevClusterKey in dev mode when Cluster.Key is empty. Call it on a valid
+// Config.
+func (c Config) ClusterKey() []byte {
+	k := c.Cluster.Key
+	if k == "" && c.Dev {
+		k = DevClusterKey
+	}
+	b, _ := base64.StdEncoding.DecodeString(k)
+	return b
 }
 
 // EffectiveAllowedOrigins returns the CORS origins to allow: HTTP.AllowedOrigins,

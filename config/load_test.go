@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // writeFile writes a config file into a fresh directory and returns its path.
@@ -413,8 +414,12 @@ func TestEveryOptionCanBeSet(t *testing.T) {
 			t.Errorf("%s and %s share %s", other, o.path, o.env)
 		}
 		envs[o.env] = o.path
-		kind := reflect.TypeFor[Config]().FieldByIndex(o.index).Type.Kind()
-		if _, err := Load(LoadOptions{Overrides: map[string]string{o.path: samples[kind]}}); err != nil {
+		typ := reflect.TypeFor[Config]().FieldByIndex(o.index).Type
+		sample := samples[typ.Kind()]
+		if typ == reflect.TypeFor[time.Duration]() {
+			sample = "750ms"
+		}
+		if _, err := Load(LoadOptions{Overrides: map[string]string{o.path: sample}}); err != nil {
 			t.Errorf("set %s: %v", o.path, err)
 		}
 	}

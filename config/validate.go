@@ -1,12 +1,14 @@
 package config
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Limits Validate enforces.
@@ -92,6 +94,12 @@ func (c Config) Validate() error {
 	if c.Play.MaxViewers < 0 {
 		p.add("play.max_viewers", "%d is negative; 0 means unlimited", c.Play.MaxViewers)
 	}
+	if c.Play.MaxEgressMbps < 0 {
+		p.add("play.max_egress_mbps", "%d is negative; 0 means unlimited", c.Play.MaxEgressMbps)
+	}
+
+	p.oneOf("role", c.Role, roles)
+	c.validateCluster(&p)
 
 	if len(p) == 0 {
 		return nil
@@ -196,4 +204,56 @@ func isOrigin(s string) bool {
 	return err == nil && u.Scheme != "" && u.Host != "" && u.User == nil &&
 		u.Path == "" && u.RawQuery == "" && u.Fragment == "" && !u.ForceQuery &&
 		!strings.HasSuffix(s, "#")
+}
+
+var roles = []string{"node", "balancer"}
+
+func (c Config) validateCluster(p *problems) {
+	cl := c.Cluster
+	if cl.Bind == "" {
+		if c.Role == "balancer" {
+			p.add("role", "balancer needs cluster.bind: a balancer without a cluster has no nodes to choose from")
+		}
+		if len(cl.Join) > 0 {
+			p.add("cluster.join", "needs cluster.bind: this process must be a member to join")
+		}
+	} else {
+		p.hostPort("cluster.bind", cl.Bind)
+		if cl.Key == "" && !c.Dev {
+			p.add("cluster.key", "required when cluster.bind is set (base64 of 16, 24 or 32 random bytes)")
+		}
+	}
+	if cl.Advertise != "" {
+		p.hostPort("cluster.advertise", cl.Advertise)
+	}
+	for i, j := range cl.Join {
+		if j == "" {
+			p.add(index("cluster.join", i), "must not be empty")
+		}
+	}
+	if cl.Key != "" {
+		b, err := base64.StdEncoding.DecodeString(cl.Key)
+		switch {
+		case err != nil:
+			p.add("cluster.key", "is not standard base64: %v", err)
+		case len(b) != 16 && len(b) != 24 && len(b) != 32:
+			p.add("cluster.key", "decodes to %d bytes; want 16, 24 or 32", len(b))
+		}
+	}
+	positive := func(field string, d time.Duration) {
+		if d <= 0 {
+			p.add(field, "%s must be positive", d)
+		}
+	}
+	positive("cluster.probe_interval", cl.ProbeInterval)
+	positive("cluster.probe_timeout", cl.ProbeTimeout)
+	positive("cluster.load_interval", cl.LoadInterval)
+	positive("cluster.grant_ttl", cl.GrantTTL)
+	positive("cluster.drain_timeout", cl.DrainTimeout)
+	if cl.ProbeTimeout >= cl.ProbeInterval && cl.ProbeInterval > 0 {
+		p.add("cluster.probe_timeout", "%s must be shorter than cluster.probe_interval (%s)", cl.ProbeTimeout, cl.ProbeInterval)
+	}
+	if cl.SuspicionMult < 1 {
+		p.add("cluster.suspicion_mult", "%d must be at least 1", cl.SuspicionMult)
+	}
 }

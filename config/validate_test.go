@@ -4,7 +4,11 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
+
+// testKey is a valid cluster key (16 bytes).
+const testKey = "MDEyMzQ1Njc4OWFiY2RlZg=="
 
 // valid returns a Config that passes Validate, for tests to break one thing.
 func valid() Config {
@@ -55,6 +59,25 @@ func TestValidate(t *testing.T) {
 		{"http.tls_cert_file without key", func(c *Config) { c.HTTP.TLSCertFile = "cert.pem" }, "http.tls_key_file", "required when http.tls_cert_file is set"},
 		{"http.tls_key_file without cert", func(c *Config) { c.HTTP.TLSKeyFile = "key.pem" }, "http.tls_cert_file", "required when http.tls_key_file is set"},
 		{"http tls both", func(c *Config) { c.HTTP.TLSCertFile, c.HTTP.TLSKeyFile = "cert.pem", "key.pem" }, "", ""},
+
+		{"play.max_egress_mbps negative", func(c *Config) { c.Play.MaxEgressMbps = -5 }, "play.max_egress_mbps", "-5 is negative"},
+		{"role unknown", func(c *Config) { c.Role = "edge" }, "role", `"edge" is not one of node, balancer`},
+		{"balancer without cluster", func(c *Config) { c.Role = "balancer" }, "role", "balancer needs cluster.bind"},
+		{"join without bind", func(c *Config) { c.Cluster.Join = []string{"10.0.0.1:7946"} }, "cluster.join", "needs cluster.bind"},
+		{"cluster.bind not host:port", func(c *Config) { c.Cluster.Bind, c.Cluster.Key = "node1", testKey }, "cluster.bind", `"node1" is not host:port`},
+		{"cluster.bind without key", func(c *Config) { c.Cluster.Bind = "127.0.0.1:7946" }, "cluster.key", "required when cluster.bind is set"},
+		{"cluster.bind without key in dev", func(c *Config) { c.Cluster.Bind, c.Dev = "127.0.0.1:7946", true }, "", ""},
+		{"cluster.key not base64", func(c *Config) { c.Cluster.Key = "not base64!" }, "cluster.key", "is not standard base64"},
+		{"cluster.key wrong size", func(c *Config) { c.Cluster.Key = "c2hvcnQ=" }, "cluster.key", "decodes to 5 bytes; want 16, 24 or 32"},
+		{"cluster valid", func(c *Config) {
+			c.Cluster.Bind, c.Cluster.Key, c.Cluster.Join = "127.0.0.1:0", testKey, []string{"seed.example:7946"}
+		}, "", ""},
+		{"cluster.join empty entry", func(c *Config) { c.Cluster.Bind, c.Cluster.Key, c.Cluster.Join = "127.0.0.1:0", testKey, []string{""} }, "cluster.join[0]", "must not be empty"},
+		{"cluster.advertise bad", func(c *Config) { c.Cluster.Advertise = "x" }, "cluster.advertise", `"x" is not host:port`},
+		{"cluster.probe_interval zero", func(c *Config) { c.Cluster.ProbeInterval = 0 }, "cluster.probe_interval", "must be positive"},
+		{"cluster.probe_timeout too long", func(c *Config) { c.Cluster.ProbeTimeout = time.Second }, "cluster.probe_timeout", "must be shorter than cluster.probe_interval"},
+		{"cluster.suspicion_mult zero", func(c *Config) { c.Cluster.SuspicionMult = 0 }, "cluster.suspicion_mult", "0 must be at least 1"},
+		{"cluster.grant_ttl negative", func(c *Config) { c.Cluster.GrantTTL = -time.Second }, "cluster.grant_ttl", "must be positive"},
 
 		{"media.udp_port too big", func(c *Config) { c.Media.UDPPort = 70000 }, "media.udp_port", "70000 is not a port"},
 		{"media.udp_port negative", func(c *Config) { c.Media.UDPPort = -1 }, "media.udp_port", "-1 is not a port"},
