@@ -389,3 +389,9 @@ func (t *Track) selectLayer() {
 		t.owner.CompareAndSwap(owner, nil)
 	}
 }
+
+// Forwarded returns the packets and payload bytes the track has forwarded
+// since it was created (once, not per viewer).
+func (t *Track) Forwarded() (packets, octets uint64) {
+	return t.outPkts.Load(), t.outOctets.Load()
+}

@@ -27,6 +27,9 @@ type Node struct {
 	pubToken  string
 	playToken string
 
+	hooks  Hooks
+	egress egressMeter
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // hub watchers
@@ -43,9 +46,29 @@ type stream struct {
 	pub *session
 }
 
+// StreamRegistry learns which streams this node holds, so the cluster can
+// route viewers to them. Its methods must not block.
+type StreamRegistry interface {
+	// StreamAdded: the node now has a live publisher for stream.
+	StreamAdded(stream string)
+	// StreamRemoved: the stream ended on this node.
+	StreamRemoved(stream string)
+}
+
+// Hooks connect a node to the cluster it belongs to. The zero value is a
+// node on its own.
+type Hooks struct {
+	// Streams, if not nil, is told when a stream starts and ends here.
+	Streams StreamRegistry
+	// VerifyGrant, if not nil, checks a balancer's redirect grant (the
+	// grant query parameter), which a POST may present in place of its
+	// token. It returns nil for a valid grant for this node.
+	VerifyGrant func(publish bool, stream, grant string) error
+}
+
 // New binds the node's media port and returns a node ready to serve
 // requests through Handle. cfg must have passed Validate.
-func New(cfg config.Config, log *zap.Logger) (*Node, error) {
+func New(cfg config.Config, log *zap.Logger, hooks Hooks) (*Node, error) {
 	tr, err := newTransport(cfg.Media)
 	if err != nil {
 		return nil, err
@@ -54,6 +77,7 @@ func New(cfg config.Config, log *zap.Logger) (*Node, error) {
 	n := &Node{
 		cfg:       cfg,
 		log:       log,
+		hooks:     hooks,
 		tr:        tr,
 		origins:   cfg.EffectiveAllowedOrigins(),
 		pubToken:  cfg.PublishToken(),
@@ -115,11 +139,7 @@ func (n *Node) serveEndpoint(ctx *fasthttp.RequestCtx, publish bool, name string
 		fail(ctx, fasthttp.StatusBadRequest, "invalid stream name: use 1 to 128 of A-Z a-z 0-9 - _ . ~")
 		return
 	}
-	token := n.playToken
-	if publish {
-		token = n.pubToken
-	}
-	if !authorize(ctx, token) {
+	if !n.authorizePost(ctx, publish, name) {
 		return
 	}
 	if !hasContentType(ctx, contentTypeSDP) {
@@ -137,6 +157,28 @@ func (n *Node) serveEndpoint(ctx *fasthttp.RequestCtx, publish bool, name string
 	} else {
 		n.play(ctx, name, string(body), string(ctx.QueryArgs().Peek("viewer")))
 	}
+}
+
+// authorizePost admits a POST that carries a valid balancer grant or the
+// right token. A grant is checked only when the request has no
+// Authorization header, which is how a redirected browser arrives.
+func (n *Node) authorizePost(ctx *fasthttp.RequestCtx, publish bool, name string) bool {
+	token := n.playToken
+	if publish {
+		token = n.pubToken
+	}
+	if token == "" {
+		return true
+	}
+	if grant := ctx.QueryArgs().Peek("grant"); len(grant) > 0 && n.hooks.VerifyGrant != nil &&
+		len(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)) == 0 {
+		if err := n.hooks.VerifyGrant(publish, name, string(grant)); err != nil {
+			fail(ctx, fasthttp.StatusForbidden, "redirect grant refused: "+err.Error())
+			return false
+		}
+		return true
+	}
+	return authorize(ctx, token)
 }
 
 // serveResource handles a session resource: PATCH, DELETE, OPTIONS.

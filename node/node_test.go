@@ -41,7 +41,7 @@ func startTestNode(t *testing.T, mutate func(*config.Config)) *testNode {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	n, err := New(cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)))
+	n, err := New(cfg, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +124,12 @@ func TestSessionsLeaveNothingBehind(t *testing.T) {
 		}
 		if st := n.Stats(); st.Publishers != 1 || st.Viewers != 2 || len(st.Streams) != 1 || st.Streams[0].Viewers != 2 {
 			t.Fatalf("stats %+v: want 1 publisher, 2 viewers on one stream", st)
+		}
+		n.Load()
+		time.Sleep(500 * time.Millisecond)
+		// Two viewers of a 500 kbit/s video and an Opus track.
+		if l := n.Load(); l.Viewers != 2 || l.Publishers != 1 || l.EgressBps < 800_000 || l.EgressBps > 3_000_000 {
+			t.Fatalf("load %+v: want 2 viewers, 1 publisher, egress about 1.2 Mbit/s", l)
 		}
 		_ = udp.Close()
 		_ = pub.Close() // ends the stream, and with it the TCP viewer's session

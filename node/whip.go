@@ -151,6 +151,9 @@ func (n *Node) attachPublisher(s *session, specs []media.TrackSpec) (replaced *s
 			})}
 			n.streams[s.stream] = st
 			n.watchHub(s.stream, st.hub)
+			if n.hooks.Streams != nil {
+				n.hooks.Streams.StreamAdded(s.stream)
+			}
 		}
 		src, err := st.hub.Attach(specs)
 		if errors.Is(err, media.ErrHubClosed) {
@@ -179,10 +182,15 @@ func (n *Node) watchHub(name string, hub *media.Hub) {
 			hub.Close()
 		}
 		n.mu.Lock()
+		removed := false
 		if st := n.streams[name]; st != nil && st.hub == hub {
 			delete(n.streams, name)
+			removed = true
 		}
 		n.mu.Unlock()
+		if removed && n.hooks.Streams != nil {
+			n.hooks.Streams.StreamRemoved(name)
+		}
 		n.log.Info("stream ended", zap.String("stream", name))
 	}()
 }

@@ -81,7 +81,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("data dir: %w", err)
 	}
 
-	n, err := node.New(cfg, log.Named("node"))
+	n, err := node.New(cfg, log.Named("node"), node.Hooks{})
 	if err != nil {
 		return err
 	}
