@@ -9,7 +9,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 # holds the end-to-end tests that drive the real binary and real clients.
 UNIT_PKGS := $(shell $(GO) list ./... 2>/dev/null | grep -v /cmd/cascade)
 
-.PHONY: all build run test test-unit test-e2e test-deps bench fuzz lint clean
+.PHONY: all build run test test-unit test-e2e test-deps bench bench-micro bench-load fuzz lint clean
 
 all: build
 
@@ -39,9 +39,15 @@ test-deps:
 	fi
 	@command -v chromium >/dev/null 2>&1 || { echo "chromium is required for the browser tests and could not be installed"; exit 1; }
 
-## bench: hot-path benchmarks with allocation counts
-bench:
+## bench: hot-path benchmarks with allocation counts, then the viewers-vs-CPU load run
+bench: bench-micro bench-load
+
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./media/
+
+## bench-load: one real node, a 2.5 Mbit/s publisher, 25..200 pion viewers: CPU, loss, RSS
+bench-load:
+	$(GO) test -run '^$$' -bench ViewersCPU -benchtime 1x -count=1 -v ./cmd/cascade | grep -E '\||^(ok|FAIL)'
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 20s)
 FUZZTIME ?= 20s

@@ -97,7 +97,7 @@ func (p *Pages) ServePlay(ctx *fasthttp.RequestCtx, stream string) {
 // If-None-Match with 304.
 func (p *Pages) ServeStatic(ctx *fasthttp.RequestCtx, name string) {
 	f, ok := p.static[name]
-	if !ok || path.Base(name) != name {
+	if !ok {
 		ctx.Error("not found", fasthttp.StatusNotFound)
 		return
 	}

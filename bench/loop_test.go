@@ -235,24 +235,26 @@ func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
 }
 
 func TestPublishAndPlayLoopback(t *testing.T) {
-	defer goleak.VerifyNone(t)
+	// Registered first, so it runs after the server's cleanup.
+	t.Cleanup(func() { goleak.VerifyNone(t) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	_, srv := newFakeSFU(t)
+	hc := srv.Client()
 	api, err := NewAPI(APIOptions{LoopbackOnly: true, NACK: true, RTCPReports: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	if _, err := Play(ctx, srv.URL+"/whep/s", ViewerOptions{API: api}); StatusCode(err) != http.StatusNotFound {
+	if _, err := Play(ctx, srv.URL+"/whep/s", ViewerOptions{API: api, HTTPClient: hc}); StatusCode(err) != http.StatusNotFound {
 		t.Fatalf("Play before publish: %v, want status 404", err)
 	}
-	if _, err := Publish(ctx, PublishOptions{URL: srv.URL + "/whip/s", Token: "nope", API: api}); StatusCode(err) != http.StatusForbidden {
+	if _, err := Publish(ctx, PublishOptions{URL: srv.URL + "/whip/s", Token: "nope", API: api, HTTPClient: hc}); StatusCode(err) != http.StatusForbidden {
 		t.Fatalf("Publish with a bad token: %v, want status 403", err)
 	}
 
 	pub, err := Publish(ctx, PublishOptions{
-		URL: srv.URL + "/redirect/whip/s", Token: "tok", Audio: true, API: api,
+		URL: srv.URL + "/redirect/whip/s", Token: "tok", Audio: true, API: api, HTTPClient: hc,
 		NoCandidatesInOffer: true, Bitrate: 1_000_000, FirstSeq: 65530,
 	})
 	if err != nil {
@@ -266,7 +268,7 @@ func TestPublishAndPlayLoopback(t *testing.T) {
 
 	viewers := make([]*Viewer, 3)
 	for i := range viewers {
-		if viewers[i], err = Play(ctx, srv.URL+"/redirect/whep/s", ViewerOptions{API: api}); err != nil {
+		if viewers[i], err = Play(ctx, srv.URL+"/redirect/whep/s", ViewerOptions{API: api, HTTPClient: hc}); err != nil {
 			t.Fatal(err)
 		}
 		defer viewers[i].Close()

@@ -217,7 +217,7 @@ func TestFrameSizerBitrate(t *testing.T) {
 
 func TestRTPPayload(t *testing.T) {
 	p := rtp.Packet{
-		Header: rtp.Header{Version: 2, SequenceNumber: 65535, CSRC: []uint32{1, 2}, Padding: true, PaddingSize: 4},
+		Header:  rtp.Header{Version: 2, SequenceNumber: 65535, CSRC: []uint32{1, 2}, Padding: true, PaddingSize: 4},
 		Payload: []byte("payload"),
 	}
 	if err := p.Header.SetExtension(3, []byte{1, 2, 3}); err != nil {

@@ -74,6 +74,7 @@ type Publisher struct {
 	*peer
 	opts   PublishOptions
 	source uint32
+	// cancel stops the media loops; set once they start, before Publish returns.
 	cancel context.CancelFunc
 	// keyReq asks the video loop for a keyframe now (PLI or FIR).
 	keyReq chan struct{}
@@ -126,16 +127,15 @@ func Publish(ctx context.Context, opts PublishOptions) (*Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	mctx, cancel := context.WithCancel(context.Background())
-	p := &Publisher{peer: pr, opts: opts, source: rand.Uint32(), cancel: cancel, keyReq: make(chan struct{}, 1)}
-	if err := p.setup(ctx, codec, pk, mctx); err != nil {
+	p := &Publisher{peer: pr, opts: opts, source: rand.Uint32(), keyReq: make(chan struct{}, 1)}
+	if err := p.setup(ctx, codec, pk); err != nil {
 		_ = p.Close()
 		return nil, fmt.Errorf("publish %s: %w", opts.URL, err)
 	}
 	return p, nil
 }
 
-func (p *Publisher) setup(ctx context.Context, codec webrtc.RTPCodecParameters, pk packetizer, mctx context.Context) error {
+func (p *Publisher) setup(ctx context.Context, codec webrtc.RTPCodecParameters, pk packetizer) error {
 	firstSeq := p.opts.FirstSeq
 	if firstSeq == 0 {
 		firstSeq = uint16(rand.Uint32())
@@ -160,6 +160,9 @@ func (p *Publisher) setup(ctx context.Context, codec webrtc.RTPCodecParameters, 
 	if err := p.waitConnected(ctx); err != nil {
 		return err
 	}
+	// The media loops run until Close cancels them.
+	mctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
 	sizer := newFrameSizer(p.opts.Bitrate, p.opts.FPS, p.opts.KeyframeInterval)
 	p.goFunc(func() { p.videoLoop(mctx, video, pk, sizer, firstSeq) })
 	if audio != nil {
@@ -304,5 +307,9 @@ func (p *Publisher) Stats() PublisherStats {
 // Close stops the media, sends DELETE and closes the PeerConnection. It
 // returns the DELETE's error, if any (for example 404 after a takeover).
 func (p *Publisher) Close() error {
-	return p.close(p.cancel)
+	return p.close(func() {
+		if p.cancel != nil {
+			p.cancel()
+		}
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pion/interceptor"
 	"github.com/pion/rtcp"
@@ -280,5 +281,24 @@ func BenchmarkFanout(b *testing.B) {
 			perViewer := float64(b.Elapsed().Nanoseconds()) / float64(b.N) / float64(viewers)
 			b.ReportMetric(perViewer, "ns/viewer-packet")
 		})
+	}
+}
+
+func TestThrottledKeyframeRequestIsSentWhenTheGapEnds(t *testing.T) {
+	tt := newTestTrack(t)
+	tt.track.handle(tt.layer, vp8Packet(t, 1, 1, 0, true))
+	tt.viewer(t, 1, nil)
+	tt.viewer(t, 2, nil) // ready within the gap: its request is held
+	if got := tt.keyframes.Load(); got != 1 {
+		t.Fatalf("keyframe requests = %d, want 1 (the second is throttled)", got)
+	}
+	tt.track.handle(tt.layer, vp8Packet(t, 1, 2, 3000, false))
+	if got := tt.keyframes.Load(); got != 1 {
+		t.Fatalf("keyframe requests = %d within the gap, want 1", got)
+	}
+	time.Sleep(keyframeGap + 10*time.Millisecond)
+	tt.track.handle(tt.layer, vp8Packet(t, 1, 3, 6000, false))
+	if got := tt.keyframes.Load(); got != 2 {
+		t.Fatalf("keyframe requests = %d after the gap, want 2: the held request must be sent", got)
 	}
 }

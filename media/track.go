@@ -55,6 +55,7 @@ type Track struct {
 
 	nacks      chan nackRequest
 	lastKeyReq atomic.Int64 // unix nanoseconds of the last keyframe request
+	keyWanted  atomic.Bool  // a keyframe request was throttled; send it when the gap ends
 	pending    atomic.Int32 // ready down-tracks waiting for a keyframe
 
 	mu     sync.Mutex // guards layers and the downs rebuild
@@ -131,17 +132,26 @@ func (t *Track) removeDown(d *DownTrack) {
 	}
 }
 
-// RequestKeyframe asks the source for a keyframe unless one was asked for
-// within keyframeGap. It is safe to call from any goroutine.
+// RequestKeyframe asks the source for a keyframe. Requests are sent at
+// most once per keyframeGap: one that comes sooner is held and sent by the
+// forwarding loop when the gap ends, so no viewer waits for a whole
+// keyframe interval. It is safe to call from any goroutine.
 func (t *Track) RequestKeyframe() {
 	if !t.ck.isVideo() {
 		return
 	}
-	now := time.Now().UnixNano()
+	t.keyWanted.Store(true)
+	t.sendKeyframeRequest(time.Now().UnixNano())
+}
+
+// sendKeyframeRequest sends a wanted keyframe request if the gap since the
+// last one has passed.
+func (t *Track) sendKeyframeRequest(now int64) {
 	last := t.lastKeyReq.Load()
 	if now-last < int64(keyframeGap) || !t.lastKeyReq.CompareAndSwap(last, now) {
 		return
 	}
+	t.keyWanted.Store(false)
 	l := t.want.Load()
 	if l == nil {
 		l = t.owner.Load()
@@ -204,7 +214,8 @@ func (t *Track) handle(l *layer, pkt []byte) {
 		}
 	case owner == nil && t.want.Load() == l:
 		if t.ck.isVideo() && !keyframe {
-			t.RequestKeyframe()
+			t.keyWanted.Store(true)
+			t.sendKeyframeRequest(now)
 			return
 		}
 		if !t.owner.CompareAndSwap(nil, l) {
@@ -271,8 +282,14 @@ func (t *Track) forward(src *rtp.Header, payload []byte, keyframe bool, now int6
 			d.fail(err)
 		}
 	}
-	if t.pending.Load() > 0 && now-t.lastKeyReq.Load() > int64(2*keyframeGap) {
-		t.RequestKeyframe()
+	switch {
+	case t.keyWanted.Load():
+		t.sendKeyframeRequest(now)
+	case t.pending.Load() > 0 && now-t.lastKeyReq.Load() > int64(3*keyframeGap):
+		// Viewers still wait: the keyframe asked for was lost, or came
+		// before they were ready. Ask again.
+		t.keyWanted.Store(true)
+		t.sendKeyframeRequest(now)
 	}
 }
 

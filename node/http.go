@@ -36,8 +36,8 @@ func hasContentType(ctx *fasthttp.RequestCtx, want string) bool {
 // some WHIP clients send it, the bare token.
 func bearer(ctx *fasthttp.RequestCtx) string {
 	h := strings.TrimSpace(string(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)))
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
+	if len(h) >= 6 && strings.EqualFold(h[:6], "bearer") && (len(h) == 6 || h[6] == ' ') {
+		return strings.TrimSpace(h[6:])
 	}
 	return h
 }

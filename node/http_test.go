@@ -25,6 +25,8 @@ func TestAuthorize(t *testing.T) {
 		{"bearer any case", "secret", "bearer secret", 200, true},
 		{"bare token (some WHIP clients)", "secret", "secret", 200, true},
 		{"missing", "secret", "", 401, false},
+		{"empty bearer", "secret", "Bearer ", 401, false},
+		{"token that starts with bearer", "bearerish", "bearerish", 200, true},
 		{"wrong", "secret", "Bearer nope", 403, false},
 		{"prefix of the token", "secret", "Bearer secre", 403, false},
 	} {

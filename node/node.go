@@ -97,7 +97,9 @@ func (n *Node) MediaPort() int { return n.tr.port }
 // Handle serves the node's resources: /whip/..., /whep/... and /v1/node.
 // It reports false, writing nothing, for any other path.
 func (n *Node) Handle(ctx *fasthttp.RequestCtx) bool {
-	path := string(ctx.Path())
+	// The path as sent: a stream name with an escaped '/' stays one
+	// (invalid) segment rather than becoming a session path.
+	path := string(ctx.URI().PathOriginal())
 	var publish bool
 	switch {
 	case strings.HasPrefix(path, "/whip/"):

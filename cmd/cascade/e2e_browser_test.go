@@ -25,15 +25,14 @@ func TestBrowserPublishAndPlay(t *testing.T) {
 	exe := chromiumPath(t)
 	n := startNode(t, nil)
 	b := startBrowser(t, exe)
-
-	pub := b.open(t, "publish", n.URL+"/publish/browsertest?token=devtoken&autostart=1")
-	play := b.open(t, "play", n.URL+"/play/browsertest")
-	failed := true
 	defer func() {
-		if failed {
+		if t.Failed() {
 			t.Logf("node logs:\n%s", n.Logs())
 		}
 	}()
+
+	pub := b.open(t, "publish", n.URL+"/publish/browsertest?token=devtoken&autostart=1")
+	play := b.open(t, "play", n.URL+"/play/browsertest")
 
 	first := waitPlaying(t, play, time.Now().Add(30*time.Second), pub)
 	when := "after the publisher was live (its first WHEP POST succeeded)"
@@ -45,15 +44,18 @@ func TestBrowserPublishAndPlay(t *testing.T) {
 
 	live := b.open(t, "play-live", n.URL+"/play/browsertest")
 	second := waitPlaying(t, live, time.Now().Add(15*time.Second), pub)
-	t.Logf("browser join (live stream): %d ms via %s", second.JoinMs, second.FirstFrameVia)
+	t.Logf("browser join (live stream): %d ms via %s (goal < 300 ms)", second.JoinMs, second.FirstFrameVia)
 	if second.WaitedForStream || second.Reconnects > 0 {
 		t.Errorf("player on a live stream waited or reconnected: %+v", second)
 	}
 
-	for _, tab := range []*tab{pub, play, live} {
+	pubState, err := evalTab[string](pub, 2*time.Second, `window.cascadePublisher.state`)
+	if err != nil || pubState != "live" {
+		t.Errorf("publish page state = %q (%v), want live", pubState, err)
+	}
+	for _, tab := range []*browserTab{pub, play, live} {
 		tab.checkExceptions(t)
 	}
-	failed = t.Failed()
 }
 
 // chromiumPath finds headless Chromium. A missing browser fails the test:
@@ -78,7 +80,7 @@ func chromiumPath(t *testing.T) string {
 type browser struct {
 	ctx     context.Context // the first tab's context; it owns the process
 	dataDir string
-	tabs    []*tab
+	tabs    []*browserTab
 }
 
 // startBrowser starts Chromium with a fake camera and microphone and a fresh
@@ -130,7 +132,7 @@ func startBrowser(t *testing.T, exe string) *browser {
 		closeCancel()
 		cancel()
 		allocCancel() // waits for the browser process to exit
-		killLeftovers(t, dataDir)
+		killChromiumLeftovers(t, dataDir)
 	})
 	// The first Run starts the browser; it must not carry a deadline.
 	if err := chromedp.Do(ctx); err != nil {
@@ -139,10 +141,10 @@ func startBrowser(t *testing.T, exe string) *browser {
 	return b
 }
 
-// killLeftovers kills any Chromium helper process that outlived the browser
+// killChromiumLeftovers kills any Chromium helper process that outlived the browser
 // (found by its --user-data-dir), so that nothing the test started survives
 // it and the temp dir can be removed.
-func killLeftovers(t *testing.T, dataDir string) {
+func killChromiumLeftovers(t *testing.T, dataDir string) {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		cmdline, err := os.ReadFile(p)
@@ -159,8 +161,8 @@ func killLeftovers(t *testing.T, dataDir string) {
 	}
 }
 
-// tab is one page of the browser, with the console messages it logged.
-type tab struct {
+// browserTab is one page of the browser, with the console messages it logged.
+type browserTab struct {
 	name   string
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -172,10 +174,10 @@ type tab struct {
 }
 
 // open opens url in a new tab and records its console.
-func (b *browser) open(t *testing.T, name, url string) *tab {
+func (b *browser) open(t *testing.T, name, url string) *browserTab {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx)
-	tb := &tab{name: name, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+	tb := &browserTab{name: name, ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	b.tabs = append(b.tabs, tb)
 	messages := chromedp.Console(ctx) // subscribe before the page loads
 	go func() {
@@ -202,20 +204,20 @@ func (b *browser) open(t *testing.T, name, url string) *tab {
 }
 
 // close closes the tab and waits for its console reader.
-func (tb *tab) close() {
+func (tb *browserTab) close() {
 	tb.cancel()
 	<-tb.done
 }
 
 // consoleLog returns what the tab logged so far, one message a line.
-func (tb *tab) consoleLog() string {
+func (tb *browserTab) consoleLog() string {
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
 	return strings.Join(tb.console, "\n")
 }
 
 // checkExceptions fails the test if the page threw an uncaught exception.
-func (tb *tab) checkExceptions(t *testing.T) {
+func (tb *browserTab) checkExceptions(t *testing.T) {
 	t.Helper()
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
@@ -224,8 +226,8 @@ func (tb *tab) checkExceptions(t *testing.T) {
 	}
 }
 
-// eval evaluates expr in the tab (awaiting a promise) and decodes the result.
-func eval[T any](tb *tab, timeout time.Duration, expr string) (T, error) {
+// evalTab evaluates expr in the tab (awaiting a promise) and decodes the result.
+func evalTab[T any](tb *browserTab, timeout time.Duration, expr string) (T, error) {
 	ctx, cancel := context.WithTimeout(tb.ctx, timeout)
 	defer cancel()
 	return chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
@@ -272,12 +274,12 @@ const playerStatsJS = `(async () => {
 // waitPlaying polls the play tab until it has decoded more than 30 video
 // frames and its received audio packets grow between two reads, and returns
 // the player's figures. pub's state goes into the failure message.
-func waitPlaying(t *testing.T, play *tab, deadline time.Time, pub *tab) playerStats {
+func waitPlaying(t *testing.T, play *browserTab, deadline time.Time, pub *browserTab) playerStats {
 	t.Helper()
 	var last playerStats
 	prevAudio := -1
 	for time.Now().Before(deadline) {
-		st, err := eval[*playerStats](play, 2*time.Second, playerStatsJS)
+		st, err := evalTab[*playerStats](play, 2*time.Second, playerStatsJS)
 		if err == nil && st != nil {
 			last = *st
 			if st.FramesDecoded > 30 && st.JoinMs >= 0 && prevAudio > 0 && st.AudioPackets > prevAudio {
@@ -289,7 +291,7 @@ func waitPlaying(t *testing.T, play *tab, deadline time.Time, pub *tab) playerSt
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	pubState, err := eval[string](pub, 2*time.Second,
+	pubState, err := evalTab[string](pub, 2*time.Second,
 		`JSON.stringify({state: window.cascadePublisher?.state,
 		  text: document.getElementById('state')?.textContent,
 		  pc: window.cascadePublisher?.pc?.connectionState})`)

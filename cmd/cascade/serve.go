@@ -97,8 +97,9 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		ReadTimeout:           15 * time.Second,
 		WriteTimeout:          15 * time.Second,
 		IdleTimeout:           60 * time.Second,
-		NoDefaultServerHeader: false,
+		MaxIdleWorkerDuration: time.Second,
 		Logger:                zap.NewStdLog(log.Named("http")),
+		ErrorHandler:          requestError,
 	}
 	serveErr := make(chan error, 1)
 	go func() {
@@ -184,6 +185,16 @@ func newLogger(cfg config.LogConfig, w io.Writer) (*zap.Logger, error) {
 	return zap.New(core), nil
 }
 
+// requestError answers a request fasthttp could not read: 413 for a body
+// over the server's limit, 400 otherwise.
+func requestError(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		ctx.Error("request body too large\n", fasthttp.StatusRequestEntityTooLarge)
+		return
+	}
+	ctx.Error("malformed request: "+err.Error()+"\n", fasthttp.StatusBadRequest)
+}
+
 // newRouter sends the node's resources to the node and the pages to api.
 func newRouter(n *node.Node, pages *api.Pages) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
@@ -191,6 +202,10 @@ func newRouter(n *node.Node, pages *api.Pages) fasthttp.RequestHandler {
 			return
 		}
 		path := string(ctx.Path())
+		if !pagePath(path) {
+			ctx.Error("not found\n", fasthttp.StatusNotFound)
+			return
+		}
 		if !ctx.IsGet() && !ctx.IsHead() {
 			ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
 			ctx.Error("method not allowed\n", fasthttp.StatusMethodNotAllowed)
@@ -206,12 +221,20 @@ func newRouter(n *node.Node, pages *api.Pages) fasthttp.RequestHandler {
 			pages.ServePlay(ctx, path[len("/play/"):])
 		case strings.HasPrefix(path, "/static/"):
 			pages.ServeStatic(ctx, path[len("/static/"):])
-		case path == "/":
+		default: // "/"
 			ctx.SetContentType("text/plain; charset=utf-8")
 			ctx.SetBodyString("Cascade " + version + ": publish at /publish/{stream}, play at /play/{stream}, " +
 				"WHIP at /whip/{stream}, WHEP at /whep/{stream}\n")
-		default:
-			ctx.Error("not found\n", fasthttp.StatusNotFound)
 		}
 	}
+}
+
+// pagePath reports whether the router serves path itself (GET only).
+func pagePath(path string) bool {
+	for _, prefix := range []string{"/publish/", "/play/"} {
+		if rest, ok := strings.CutPrefix(path, prefix); ok {
+			return rest != "" && !strings.Contains(rest, "/")
+		}
+	}
+	return path == "/" || path == "/healthz" || strings.HasPrefix(path, "/static/")
 }

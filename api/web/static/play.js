@@ -59,10 +59,16 @@ async function connect() {
 
   pc.addTransceiver('video', { direction: 'recvonly' });
   pc.addTransceiver('audio', { direction: 'recvonly' });
+  // The video gets its stream only with the first track: a media element
+  // waiting for data delays the page's load event (and an embedding
+  // iframe's onload) for as long as the stream is not live.
   const media = new MediaStream();
-  video.srcObject = media;
   pc.addEventListener('track', (ev) => {
     media.addTrack(ev.track);
+    if (video.srcObject !== media) {
+      video.srcObject = media;
+      video.play().catch(() => {}); // autoplay of a muted video is allowed
+    }
     if (ev.track.kind === 'video') watchFirstFrame(s);
     // The server closing the session shows first on the DTLS transport.
     const dtls = ev.receiver.transport;
@@ -73,10 +79,10 @@ async function connect() {
     }
   });
   pc.addEventListener('connectionstatechange', () => onConnectionState(s));
-  video.play().catch(() => {}); // autoplay of a muted video is allowed
 
+  let url;
   try {
-    s.url = await negotiate(pc, whepURL, token, () => {
+    url = await negotiate(pc, whepURL, token, () => {
       player.postStartedAt = performance.now();
     });
   } catch (err) {
@@ -90,7 +96,12 @@ async function connect() {
     }
     return;
   }
-  if (session === s && player.state !== 'live') setState('connecting', 'negotiated');
+  if (session !== s) {
+    endSession(url, token); // torn down while the POST was in flight
+    return;
+  }
+  s.url = url;
+  if (player.state !== 'live') setState('connecting', 'negotiated');
 }
 
 function onConnectionState(s) {
@@ -115,8 +126,8 @@ function onConnectionState(s) {
 
 // watchFirstFrame records the first decoded video frame of session s.
 // requestVideoFrameCallback is exact but fires only while the video is
-// rendered (not in a hidden tab or iframe), so the getStats poll runs
-// beside it and whichever sees the frame first wins.
+// rendered (not in a hidden tab), so the getStats poll runs beside it and
+// whichever sees the frame first wins.
 function watchFirstFrame(s) {
   if (s.statsTimer !== null) return;
   const mark = (via) => {
@@ -135,10 +146,14 @@ function watchFirstFrame(s) {
   }
   s.statsTimer = setInterval(async () => {
     if (session !== s) return clearInterval(s.statsTimer);
-    const stats = await s.pc.getStats();
-    stats.forEach((r) => {
-      if (r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded > 0) mark('stats');
-    });
+    try {
+      const stats = await s.pc.getStats();
+      stats.forEach((r) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'video' && r.framesDecoded > 0) mark('stats');
+      });
+    } catch (err) {
+      // The session closed under the poll; the next tick stops it.
+    }
   }, statsPollMs);
 }
 
@@ -183,4 +198,7 @@ window.addEventListener('pagehide', () => {
   session = null;
 });
 
-connect();
+// Connect once the page has loaded, so that nothing the player does holds
+// up the load event.
+if (document.readyState === 'complete') connect();
+else window.addEventListener('load', connect, { once: true });
