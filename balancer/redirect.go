@@ -3,6 +3,7 @@ package balancer
 import (
 	"bytes"
 	"crypto/subtle"
+	"fmt"
 	"sync"
 	"time"
 
@@ -26,8 +27,9 @@ const RetryAfterSeconds = "2"
 
 // Options configures a Redirector.
 type Options struct {
-	// View returns the latest cluster view. It is called once per POST
-	// and must not block (an atomic.Pointer's Load, typically).
+	// View returns the latest cluster view, or nil before there is one.
+	// It is called once per POST and must not block (an atomic.Pointer's
+	// Load, typically).
 	View func() *cluster.View
 	// Self is this process's node id, or "" for a balancer-only process.
 	// A POST whose chosen node is Self is left to the local node.
@@ -88,6 +90,9 @@ func New(o Options) *Redirector {
 	}
 	r.o.Key = bytes.Clone(o.Key)
 	r.o.AllowedOrigins = append([]string(nil), o.AllowedOrigins...)
+	if r.o.View == nil {
+		r.o.View = func() *cluster.View { return nil }
+	}
 	if r.log == nil {
 		r.log = zap.NewNop()
 	}
@@ -130,9 +135,11 @@ const (
 // It returns false, writing nothing, when the request is not its
 // business: another path (including a session resource
 // /whip/{stream}/{id}), another method, or a POST whose chosen node is
-// Options.Self, which the local node then serves itself. A media node
-// whose view is not built yet (View returns nil) serves its POSTs itself
-// too.
+// Options.Self, which the local node then serves itself. The local node
+// also serves, unbalanced, a POST that carries a grant signed for it (a
+// client some balancer already sent here: no second redirect, no
+// ping-pong between views), and every POST while its view is not built
+// yet (View returns nil).
 //
 // A POST is checked as a node checks it (method, stream name 400, token
 // 401/403), then answered with 307 and a Location of
@@ -168,6 +175,9 @@ func (r *Redirector) Handle(ctx *fasthttp.RequestCtx) bool {
 		r.refuse(ctx, kind, name, nil, fasthttp.StatusBadRequest, bodyBadName, nil)
 		return true
 	}
+	if r.grantedHere(ctx, kind, name) {
+		return false
+	}
 	if !r.authorize(ctx, kind, name) {
 		return true
 	}
@@ -176,7 +186,10 @@ func (r *Redirector) Handle(ctx *fasthttp.RequestCtx) bool {
 	if v == nil && r.o.Self != "" {
 		return false
 	}
-	node, err := Choose(v, Request{Kind: kind, Stream: string(name), Region: string(region)}, r.o.Policy)
+	// One conversion each, which stays on the stack for names of up to 32
+	// bytes: nothing below keeps stream or region.
+	stream := string(name)
+	node, err := Choose(v, Request{Kind: kind, Stream: stream, Region: string(region)}, r.o.Policy)
 	switch {
 	case err == nil:
 	case err == ErrNotLive:
@@ -195,16 +208,17 @@ func (r *Redirector) Handle(ctx *fasthttp.RequestCtx) bool {
 	}
 	if node.URL == "" {
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, RetryAfterSeconds)
-		r.refuse(ctx, kind, name, region, fasthttp.StatusServiceUnavailable, bodyNoURL, nil)
-		r.log.Warn("chosen node advertises no URL", zap.String("node", node.ID))
+		r.refuse(ctx, kind, name, region, fasthttp.StatusServiceUnavailable, bodyNoURL,
+			fmt.Errorf("node %s advertises no URL", node.ID))
 		return true
 	}
-	r.redirect(ctx, kind, name, region, &node)
+	r.redirect(ctx, kind, stream, name, region, &node)
 	return true
 }
 
-// redirect writes the 307 to node.
-func (r *Redirector) redirect(ctx *fasthttp.RequestCtx, kind Kind, name, region []byte, node *cluster.NodeInfo) {
+// redirect writes the 307 to node. stream and name are the same stream
+// name; the log takes the bytes so that stream never escapes.
+func (r *Redirector) redirect(ctx *fasthttp.RequestCtx, kind Kind, stream string, name, region []byte, node *cluster.NodeInfo) {
 	s := r.scratch.Get().(*scratch)
 	expiry := r.now().Add(r.ttl).Unix()
 	loc := append(s.location[:0], node.URL...)
@@ -217,7 +231,7 @@ func (r *Redirector) redirect(ctx *fasthttp.RequestCtx, kind Kind, name, region 
 	loc = append(loc, '?')
 	loc = appendQueryWithoutGrant(loc, ctx.URI().QueryString())
 	loc = append(loc, "grant="...)
-	loc = s.mac.appendGrant(loc, kind, string(name), node.ID, expiry)
+	loc = s.mac.appendGrant(loc, kind, stream, node.ID, expiry)
 	s.location = loc
 
 	r.cors(ctx)
@@ -248,6 +262,25 @@ func (r *Redirector) refuse(ctx *fasthttp.RequestCtx, kind Kind, name, region []
 			zap.ByteString("region", region), zap.Int("status", status),
 			zap.String("reason", reason), zap.Stringer("remote", ctx.RemoteAddr()))
 	}
+}
+
+// grantedHere reports whether the request carries a grant signed for this
+// node (expired or not): a client that a balancer already sent here. It
+// goes to the local node, which checks the grant, and is never redirected
+// again, even if this node's view would choose otherwise. A grant that is
+// not ours is ignored: the request is balanced like any other.
+func (r *Redirector) grantedHere(ctx *fasthttp.RequestCtx, kind Kind, name []byte) bool {
+	if r.o.Self == "" {
+		return false
+	}
+	grant := ctx.QueryArgs().Peek("grant")
+	if len(grant) == 0 {
+		return false
+	}
+	s := r.scratch.Get().(*scratch)
+	err := s.mac.verify(string(grant), kind, string(name), r.o.Self, r.now())
+	r.scratch.Put(s)
+	return err == nil || err == ErrGrantExpired
 }
 
 // requestRegion returns the client's region: the region query parameter,

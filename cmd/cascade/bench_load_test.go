@@ -59,7 +59,8 @@ func BenchmarkViewersCPU(b *testing.B) {
 		}
 	}()
 	self := os.Getpid()
-	b.Logf("| viewers | server CPU (cores) | server µs/packet | delivered pkt/s | loss %% | server RSS MiB | generator CPU (cores) |")
+	b.Logf("| viewers | published pkt/s | delivered pkt/s | loss %% | server CPU (cores) | server µs/packet | server RSS MiB | generator CPU (cores) |")
+	b.Logf("|---|---|---|---|---|---|---|---|")
 	for _, step := range []int{25, 50, 100, 200} {
 		for len(viewers) < step {
 			v, err := bench.Play(ctx, n.URL+"/whep/load", bench.ViewerOptions{API: vapi})
@@ -81,16 +82,19 @@ func BenchmarkViewersCPU(b *testing.B) {
 		c0, _ := procCPU(b, n.PID)
 		g0, _ := procCPU(b, self)
 		p0, l0, e0 := sum()
+		ps0 := p.Stats()
 		start := time.Now()
 		time.Sleep(5 * time.Second)
 		el := time.Since(start)
 		c1, rss := procCPU(b, n.PID)
 		g1, _ := procCPU(b, self)
 		p1, l1, e1 := sum()
+		ps1 := p.Stats()
+		published := float64(ps1.VideoPackets+ps1.AudioPackets-ps0.VideoPackets-ps0.AudioPackets) / el.Seconds()
 		pkts := float64(p1 - p0)
 		loss := 100 * float64(l1-l0) / float64(max(1, e1-e0))
-		b.Logf("| %d | %.2f | %.1f | %.0f | %.2f | %.0f | %.2f |", step, (c1-c0).Seconds()/el.Seconds(),
-			float64((c1-c0).Microseconds())/pkts, pkts/el.Seconds(), loss, float64(rss)/(1<<20),
+		b.Logf("| %d | %.0f | %.0f | %.2f | %.2f | %.1f | %.0f | %.2f |", step, published, pkts/el.Seconds(), loss,
+			(c1-c0).Seconds()/el.Seconds(), float64((c1-c0).Microseconds())/pkts, float64(rss)/(1<<20),
 			(g1-g0).Seconds()/el.Seconds())
 	}
 }
