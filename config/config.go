@@ -48,12 +48,33 @@ type Config struct {
 	// Play configures who may play and how many.
 	Play PlayConfig `yaml:"play"`
 
+	// API configures the management API (/v1/...).
+	API APIConfig `yaml:"api"`
+
 	// Role is what this process does: "node" (media node that also
 	// answers as a balancer) or "balancer" (redirects only, no media).
 	// Default "node".
 	Role string `yaml:"role"`
 	// Cluster configures membership and the balancer.
 	Cluster ClusterConfig `yaml:"cluster"`
+}
+
+// APIConfig configures the management API.
+type APIConfig struct {
+	// Token is the bearer token operators present to change the cluster
+	// (drain a node). "" disables those calls, except in dev mode, where
+	// DevToken is used. Reads (GET /v1/...) need no token. Default "".
+	Token string `yaml:"token"`
+}
+
+// AdminToken returns the token management calls must present: API.Token,
+// or DevToken in dev mode when API.Token is empty; "" means management
+// calls are refused.
+func (c Config) AdminToken() string {
+	if c.API.Token == "" && c.Dev {
+		return c.DevToken
+	}
+	return c.API.Token
 }
 
 // ClusterConfig configures cluster membership (hashicorp/memberlist) and

@@ -32,9 +32,9 @@ func hasContentType(ctx *fasthttp.RequestCtx, want string) bool {
 	return strings.EqualFold(strings.TrimSpace(string(ct)), want)
 }
 
-// bearer returns the token in the Authorization header: "Bearer T" or, as
-// some WHIP clients send it, the bare token.
-func bearer(ctx *fasthttp.RequestCtx) string {
+// BearerToken returns the token in the Authorization header: "Bearer T"
+// or, as some WHIP clients send it, the bare token.
+func BearerToken(ctx *fasthttp.RequestCtx) string {
 	h := strings.TrimSpace(string(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization)))
 	if len(h) >= 6 && strings.EqualFold(h[:6], "bearer") && (len(h) == 6 || h[6] == ' ') {
 		return strings.TrimSpace(h[6:])
@@ -49,7 +49,7 @@ func authorize(ctx *fasthttp.RequestCtx, want string) bool {
 	if want == "" {
 		return true
 	}
-	got := bearer(ctx)
+	got := BearerToken(ctx)
 	if got == "" {
 		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="cascade"`)
 		fail(ctx, fasthttp.StatusUnauthorized, "missing token: send Authorization: Bearer <token>")

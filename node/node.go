@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
@@ -33,6 +34,8 @@ type Node struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // hub watchers
+
+	draining atomic.Bool
 
 	mu       sync.Mutex // guards sessions, streams, closed
 	sessions map[string]*session
@@ -139,6 +142,11 @@ func (n *Node) serveEndpoint(ctx *fasthttp.RequestCtx, publish bool, name string
 	}
 	if !validStreamName(name) {
 		fail(ctx, fasthttp.StatusBadRequest, "invalid stream name: use 1 to 128 of A-Z a-z 0-9 - _ . ~")
+		return
+	}
+	if n.draining.Load() {
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "2")
+		fail(ctx, fasthttp.StatusServiceUnavailable, "node is draining: try another node")
 		return
 	}
 	if !n.authorizePost(ctx, publish, name) {
@@ -269,6 +277,13 @@ func (n *Node) Stats() Stats {
 	st.Goroutines = runtime.NumGoroutine()
 	return st
 }
+
+// Drain makes the node refuse new sessions (503 with Retry-After) while
+// the ones it has carry on.
+func (n *Node) Drain() { n.draining.Store(true) }
+
+// Draining reports whether Drain was called.
+func (n *Node) Draining() bool { return n.draining.Load() }
 
 // Close ends every session and releases the media port.
 func (n *Node) Close() {

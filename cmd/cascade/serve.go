@@ -18,9 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/cascade-rtc/cascade/api"
 	"github.com/cascade-rtc/cascade/config"
-	"github.com/cascade-rtc/cascade/node"
 )
 
 // errUsage means the command line was wrong; the flag package has said why.
@@ -35,6 +33,10 @@ var serveFlags = []struct{ name, path, usage string }{
 	{"log-level", "log.level", "debug, info, warn or error (log.level)"},
 	{"log-format", "log.format", "console or json (log.format)"},
 	{"node-id", "node_id", "this node's id in the cluster (node_id)"},
+	{"public-url", "http.public_url", "absolute URL clients reach this node at (http.public_url)"},
+	{"role", "role", "node (media and balancer) or balancer (redirects only) (role)"},
+	{"cluster-bind", "cluster.bind", "memberlist host:port; empty runs one node alone (cluster.bind)"},
+	{"join", "cluster.join", "comma-separated members to join, host:port or DNS names (cluster.join)"},
 }
 
 // serve runs `cascade serve`: it loads and validates the configuration,
@@ -80,18 +82,20 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-
-	n, err := node.New(cfg, log.Named("node"), node.Hooks{})
-	if err != nil {
-		return err
-	}
-	defer n.Close()
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("http: listen %s: %w", cfg.HTTP.Listen, err)
 	}
+	addr := ln.Addr().String()
+	base := baseURL(cfg, addr)
+
+	p, err := start(cfg, log, base)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	srv := &fasthttp.Server{
-		Handler:               newRouter(n, api.NewPages()),
+		Handler:               p.route,
 		Name:                  "cascade",
 		MaxRequestBodySize:    2 * cfg.HTTP.MaxBodyBytes,
 		ReadTimeout:           15 * time.Second,
@@ -110,12 +114,18 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 
-	addr := ln.Addr().String()
-	log.Info("cascade ready", zap.String("version", version), zap.String("http_addr", addr),
-		zap.Int("media_port", n.MediaPort()), zap.String("node_id", cfg.NodeID),
-		zap.String("region", cfg.Region), zap.Bool("dev", cfg.Dev))
-	if cfg.Dev {
-		printDevBanner(stdout, baseURL(cfg, addr), cfg.PublishToken(), n.MediaPort())
+	fields := []zap.Field{zap.String("version", version), zap.String("http_addr", addr),
+		zap.String("url", base), zap.String("role", cfg.Role), zap.String("node_id", cfg.NodeID),
+		zap.String("region", cfg.Region), zap.Bool("dev", cfg.Dev)}
+	if p.node != nil {
+		fields = append(fields, zap.Int("media_port", p.node.MediaPort()))
+	}
+	if p.member != nil {
+		fields = append(fields, zap.String("cluster_addr", p.member.Addr()))
+	}
+	log.Info("cascade ready", fields...)
+	if cfg.Dev && p.node != nil {
+		printDevBanner(stdout, base, cfg.PublishToken(), p.node.MediaPort())
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -124,11 +134,15 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case err := <-serveErr:
+		p.close(log)
 		return fmt.Errorf("http: %w", err)
 	}
+	stop() // a second signal kills at once
+	p.drain(log)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.ShutdownWithContext(shutdownCtx)
+	p.close(log)
 	return nil
 }
 
@@ -193,40 +207,6 @@ func requestError(ctx *fasthttp.RequestCtx, err error) {
 		return
 	}
 	ctx.Error("malformed request: "+err.Error()+"\n", fasthttp.StatusBadRequest)
-}
-
-// newRouter sends the node's resources to the node and the pages to api.
-func newRouter(n *node.Node, pages *api.Pages) fasthttp.RequestHandler {
-	return func(ctx *fasthttp.RequestCtx) {
-		if n.Handle(ctx) {
-			return
-		}
-		path := string(ctx.Path())
-		if !pagePath(path) {
-			ctx.Error("not found\n", fasthttp.StatusNotFound)
-			return
-		}
-		if !ctx.IsGet() && !ctx.IsHead() {
-			ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
-			ctx.Error("method not allowed\n", fasthttp.StatusMethodNotAllowed)
-			return
-		}
-		switch {
-		case path == "/healthz":
-			ctx.SetContentType("text/plain; charset=utf-8")
-			ctx.SetBodyString("ok\n")
-		case strings.HasPrefix(path, "/publish/") && !strings.Contains(path[len("/publish/"):], "/"):
-			pages.ServePublish(ctx, path[len("/publish/"):])
-		case strings.HasPrefix(path, "/play/") && !strings.Contains(path[len("/play/"):], "/"):
-			pages.ServePlay(ctx, path[len("/play/"):])
-		case strings.HasPrefix(path, "/static/"):
-			pages.ServeStatic(ctx, path[len("/static/"):])
-		default: // "/"
-			ctx.SetContentType("text/plain; charset=utf-8")
-			ctx.SetBodyString("Cascade " + version + ": publish at /publish/{stream}, play at /play/{stream}, " +
-				"WHIP at /whip/{stream}, WHEP at /whep/{stream}\n")
-		}
-	}
 }
 
 // pagePath reports whether the router serves path itself (GET only).

@@ -1,0 +1,224 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"github.com/cascade-rtc/cascade/api"
+	"github.com/cascade-rtc/cascade/balancer"
+	"github.com/cascade-rtc/cascade/cluster"
+	"github.com/cascade-rtc/cascade/config"
+	"github.com/cascade-rtc/cascade/node"
+)
+
+// process is everything one `cascade serve` runs: a media node (unless the
+// role is balancer), cluster membership and the redirector (when
+// cluster.bind is set), the management API and the pages.
+type process struct {
+	cfg      config.Config
+	node     *node.Node          // nil for role balancer
+	member   *cluster.Membership // nil without a cluster
+	redirect *balancer.Redirector
+	nodes    *api.Nodes
+	pages    *api.Pages
+
+	drainOnce sync.Once
+	drained   chan struct{} // closed when a drain has finished
+}
+
+// start builds and starts the parts the configuration asks for.
+func start(cfg config.Config, log *zap.Logger, base string) (*process, error) {
+	p := &process{cfg: cfg, pages: api.NewPages(), drained: make(chan struct{})}
+	var hooks node.Hooks
+	if cfg.Cluster.Bind != "" {
+		hooks.Streams = streamRegistry{p}
+		hooks.VerifyGrant = balancer.GrantVerifier(cfg.ClusterKey(), cfg.NodeID, nil)
+	}
+	if cfg.Role != "balancer" {
+		n, err := node.New(cfg, log.Named("node"), hooks)
+		if err != nil {
+			return nil, err
+		}
+		p.node = n
+	}
+	if cfg.Cluster.Bind != "" {
+		m, err := cluster.Start(cluster.Options{
+			NodeID: cfg.NodeID,
+			Region: cfg.Region,
+			URL:    base,
+			Media:  p.node != nil,
+			Capacity: cluster.Capacity{
+				MaxViewers:   cfg.Play.MaxViewers,
+				MaxEgressBps: int64(cfg.Play.MaxEgressMbps) * 1_000_000,
+			},
+			Bind:          cfg.Cluster.Bind,
+			Advertise:     cfg.Cluster.Advertise,
+			Join:          cfg.Cluster.Join,
+			Key:           cfg.ClusterKey(),
+			ProbeInterval: cfg.Cluster.ProbeInterval,
+			ProbeTimeout:  cfg.Cluster.ProbeTimeout,
+			SuspicionMult: cfg.Cluster.SuspicionMult,
+			LoadInterval:  cfg.Cluster.LoadInterval,
+			LoadFunc:      p.load,
+			Logger:        log.Named("cluster"),
+		})
+		if err != nil {
+			if p.node != nil {
+				p.node.Close()
+			}
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		p.member = m
+		self := ""
+		if p.node != nil {
+			self = cfg.NodeID
+		}
+		p.redirect = balancer.New(balancer.Options{
+			View:           m.View,
+			Self:           self,
+			Region:         cfg.Region,
+			Key:            cfg.ClusterKey(),
+			GrantTTL:       cfg.Cluster.GrantTTL,
+			PublishToken:   cfg.PublishToken(),
+			PlayToken:      cfg.Play.Token,
+			AllowedOrigins: cfg.EffectiveAllowedOrigins(),
+			Logger:         log.Named("balancer"),
+		})
+	}
+	p.nodes = &api.Nodes{View: p.view, Self: cfg.NodeID, AdminToken: cfg.AdminToken()}
+	if p.node != nil {
+		p.nodes.Drain = func() { go p.drain(log) }
+	}
+	return p, nil
+}
+
+// view is the cluster view, or a view of this node alone without a cluster.
+func (p *process) view() *cluster.View {
+	if p.member != nil {
+		return p.member.View()
+	}
+	self := cluster.NodeInfo{ID: p.cfg.NodeID, Region: p.cfg.Region, Media: p.node != nil,
+		State: cluster.StateAlive, Streams: map[string]cluster.Role{}, Updated: time.Now()}
+	if p.node != nil {
+		self.Load = p.load()
+		if p.node.Draining() {
+			self.State = cluster.StateDraining
+		}
+		for _, s := range p.node.Stats().Streams {
+			self.Streams[s.ID] = cluster.RoleOrigin
+		}
+	}
+	return cluster.NewView(p.cfg.NodeID, 0, []cluster.NodeInfo{self})
+}
+
+// load is this node's load as the cluster gossips it.
+func (p *process) load() cluster.Load {
+	if p.node == nil {
+		return cluster.Load{}
+	}
+	l := p.node.Load()
+	return cluster.Load{Viewers: l.Viewers, Publishers: l.Publishers, EgressBps: l.EgressBps}
+}
+
+// route is the HTTP handler: the redirector first (it leaves POSTs meant
+// for this node to it), then the node's resources, the management API and
+// the pages.
+func (p *process) route(ctx *fasthttp.RequestCtx) {
+	if p.redirect != nil && p.redirect.Handle(ctx) {
+		return
+	}
+	if p.node != nil && p.node.Handle(ctx) {
+		return
+	}
+	if p.nodes.Handle(ctx) {
+		return
+	}
+	path := string(ctx.Path())
+	if p.node == nil && (strings.HasPrefix(path, "/whip/") || strings.HasPrefix(path, "/whep/")) {
+		ctx.Error("this process is a balancer: POST to /whip/{stream} or /whep/{stream}\n", fasthttp.StatusNotFound)
+		return
+	}
+	if !pagePath(path) {
+		ctx.Error("not found\n", fasthttp.StatusNotFound)
+		return
+	}
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, "GET, HEAD")
+		ctx.Error("method not allowed\n", fasthttp.StatusMethodNotAllowed)
+		return
+	}
+	switch {
+	case path == "/healthz":
+		ctx.SetContentType("text/plain; charset=utf-8")
+		ctx.SetBodyString("ok\n")
+	case strings.HasPrefix(path, "/publish/"):
+		p.pages.ServePublish(ctx, path[len("/publish/"):])
+	case strings.HasPrefix(path, "/play/"):
+		p.pages.ServePlay(ctx, path[len("/play/"):])
+	case strings.HasPrefix(path, "/static/"):
+		p.pages.ServeStatic(ctx, path[len("/static/"):])
+	default: // "/"
+		ctx.SetContentType("text/plain; charset=utf-8")
+		ctx.SetBodyString("Cascade " + version + ": publish at /publish/{stream}, play at /play/{stream}, " +
+			"WHIP at /whip/{stream}, WHEP at /whep/{stream}, cluster at /v1/nodes\n")
+	}
+}
+
+// drain stops taking new sessions, waits (up to cluster.drain_timeout)
+// for the viewers to leave, and leaves the cluster. Without a cluster it
+// returns at once: there is nowhere else for viewers to go.
+func (p *process) drain(log *zap.Logger) {
+	p.drainOnce.Do(func() {
+		defer close(p.drained)
+		if p.member == nil {
+			return
+		}
+		if p.node != nil {
+			p.node.Drain()
+		}
+		p.member.SetDraining()
+		log.Info("draining: no new sessions; waiting for viewers to leave",
+			zap.Duration("timeout", p.cfg.Cluster.DrainTimeout))
+		deadline := time.Now().Add(p.cfg.Cluster.DrainTimeout)
+		for p.node != nil && p.node.Load().Viewers > 0 && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err := p.member.Leave(2 * time.Second); err != nil {
+			log.Warn("leave cluster", zap.Error(err))
+		}
+		log.Info("drained: left the cluster")
+	})
+	<-p.drained
+}
+
+// close stops everything start started.
+func (p *process) close(log *zap.Logger) {
+	if p.member != nil {
+		if err := p.member.Close(); err != nil {
+			log.Warn("close cluster membership", zap.Error(err))
+		}
+	}
+	if p.node != nil {
+		p.node.Close()
+	}
+}
+
+// streamRegistry tells the cluster which streams this node holds.
+type streamRegistry struct{ p *process }
+
+func (r streamRegistry) StreamAdded(stream string) {
+	if r.p.member != nil {
+		r.p.member.SetStream(stream, cluster.RoleOrigin)
+	}
+}
+
+func (r streamRegistry) StreamRemoved(stream string) {
+	if r.p.member != nil {
+		r.p.member.RemoveStream(stream)
+	}
+}
