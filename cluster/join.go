@@ -89,7 +89,7 @@ func (m *Membership) join(ctx context.Context, one bool) (int, error) {
 			break
 		}
 		if _, err := m.ml.Join([]string{a}); err != nil {
-			errs = append(errs, err) // memberlist's error names the address
+			errs = append(errs, fmt.Errorf("cluster: join %s: %w", a, err))
 			continue
 		}
 		n++
@@ -149,7 +149,10 @@ func (m *Membership) isSelf(ip net.IP, port int) bool {
 		if port != s.port {
 			continue
 		}
-		if ip.Equal(s.ip) || (ip.IsLoopback() && (s.ip.IsLoopback() || s.ip.IsUnspecified())) {
+		// Bound to all interfaces, any loopback address reaches us; bound to
+		// one loopback address (127.0.0.2), another (127.0.0.3) is a
+		// different process.
+		if ip.Equal(s.ip) || (ip.IsLoopback() && s.ip.IsUnspecified()) {
 			return true
 		}
 	}

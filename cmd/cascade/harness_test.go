@@ -45,6 +45,8 @@ type nodeProc struct {
 	MediaPort int
 	// PID is the process id, for /proc readings.
 	PID int
+	// ClusterAddr is the memberlist host:port, when the node is in a cluster.
+	ClusterAddr string
 
 	cmd     *exec.Cmd
 	done    chan struct{}
@@ -55,15 +57,18 @@ type nodeProc struct {
 
 // readyLine is the log line a node writes when it accepts sessions.
 type readyLine struct {
-	Msg       string `json:"msg"`
-	HTTPAddr  string `json:"http_addr"`
-	MediaPort int    `json:"media_port"`
+	Msg         string `json:"msg"`
+	HTTPAddr    string `json:"http_addr"`
+	MediaPort   int    `json:"media_port"`
+	ClusterAddr string `json:"cluster_addr"`
 }
 
 // startNode starts `cascade serve` with JSON logs on free loopback ports,
 // waits until it is ready and stops it when the test ends. Extra args and
 // env entries ("K=V") are appended; the defaults are --dev, --listen
-// 127.0.0.1:0, --media-port 0 and a data dir in t.TempDir().
+// 127.0.0.1:0, --media-port 0 and a data dir in t.TempDir(). Later flags
+// win, so args may override --listen (e.g. 127.0.0.2:0) and add
+// --cluster-bind 127.0.0.2:0 --join ADDR (ClusterAddr tells the port).
 func startNode(t testing.TB, env []string, args ...string) *nodeProc {
 	t.Helper()
 	base := []string{"serve", "--dev", "--listen", "127.0.0.1:0", "--media-port", "0",
@@ -104,6 +109,7 @@ func startNode(t testing.TB, env []string, args ...string) *nodeProc {
 	case r := <-ready:
 		n.URL = "http://" + r.HTTPAddr
 		n.MediaPort = r.MediaPort
+		n.ClusterAddr = r.ClusterAddr
 	case <-n.done:
 		t.Fatalf("cascade exited before ready: %v\n%s", n.waitErr, n.Logs())
 	case <-time.After(20 * time.Second):
