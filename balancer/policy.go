@@ -61,7 +61,8 @@ type Policy struct {
 	// nearest first. Regions not listed (or every other region, when the
 	// request's region has no entry) come after, all together as one
 	// last group. The cluster has no latency map yet, so this is the only
-	// notion of distance.
+	// notion of distance. Choose only reads it; do not change it while a
+	// Redirector uses it.
 	RegionOrder map[string][]string
 }
 

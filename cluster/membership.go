@@ -84,8 +84,9 @@ type Options struct {
 	// CPU at 0, the process's own CPU use (getrusage, as a fraction of
 	// all cores) is reported instead.
 	LoadFunc func() Load
-	// Logger receives this component's logs, and memberlist's at debug
-	// level. Nil discards them.
+	// Logger receives this component's logs (name it: Start only adds
+	// the node id), and memberlist's at debug level under the name
+	// "memberlist". Nil discards them.
 	Logger *zap.Logger
 
 	// lookupHost replaces DNS in tests.
@@ -165,7 +166,7 @@ func Start(opts Options) (*Membership, error) {
 	}
 	m := &Membership{
 		opts:       o,
-		log:        o.Logger.Named("cluster").With(zap.String("node", o.NodeID)),
+		log:        o.Logger.With(zap.String("node", o.NodeID)),
 		kick:       make(chan struct{}, 1),
 		refresh:    make(chan struct{}, 1),
 		sendq:      make(chan send, sendQueue),
@@ -473,10 +474,15 @@ func (m *Membership) SetDraining() {
 }
 
 // Leave announces that this node leaves (others drop it from their views
-// at their next gossip, well under a second), waits up to timeout for
-// the announcement to go out, then shuts down like Close. It returns
-// ErrClosed if the Membership is already closed.
-func (m *Membership) Leave(timeout time.Duration) error { return m.stop(true, timeout) }
+// at their next gossip, well under a second), waits up to timeout (2s if
+// timeout ≤ 0) for the announcement to go out, then shuts down like
+// Close. It returns ErrClosed if the Membership is already closed.
+func (m *Membership) Leave(timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	return m.stop(true, timeout)
+}
 
 // Close stops everything without announcing a leave: others see this
 // node fail. It waits for the goroutines to stop. It is safe to call more

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -71,7 +70,7 @@ func start(cfg config.Config, log *zap.Logger, base string) (*process, error) {
 			if p.node != nil {
 				p.node.Close()
 			}
-			return nil, fmt.Errorf("cluster: %w", err)
+			return nil, err
 		}
 		p.member = m
 		self := ""
