@@ -135,3 +135,19 @@ func GrantVerifier(key []byte, nodeID string, now func() time.Time) func(publish
 		return VerifyGrant(key, grant, kind, stream, nodeID, now())
 	}
 }
+
+// RelayToken signs the token with which node from may pull stream from node
+// upstream until expires: a grant of kind Relay whose subject binds the
+// puller to the stream, so one node's token cannot be replayed as
+// another's.
+func RelayToken(key []byte, stream, from, upstream string, expires time.Time) string {
+	return SignGrant(key, Relay, relaySubject(stream, from), upstream, expires)
+}
+
+// VerifyRelayToken checks a token presented by node from to pull stream
+// from node upstream (this node).
+func VerifyRelayToken(key []byte, token, stream, from, upstream string, now time.Time) error {
+	return VerifyGrant(key, token, Relay, relaySubject(stream, from), upstream, now)
+}
+
+func relaySubject(stream, from string) string { return stream + "\x00" + from }

@@ -137,3 +137,23 @@ func FuzzVerifyGrant(f *testing.F) {
 		}
 	})
 }
+
+func TestRelayToken(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	now := time.Unix(1_800_000_000, 0)
+	tok := RelayToken(key, "s", "edge-1", "origin", now.Add(time.Minute))
+	if err := VerifyRelayToken(key, tok, "s", "edge-1", "origin", now); err != nil {
+		t.Fatalf("valid relay token refused: %v", err)
+	}
+	for name, check := range map[string]error{
+		"other puller":    VerifyRelayToken(key, tok, "s", "edge-2", "origin", now),
+		"other upstream":  VerifyRelayToken(key, tok, "s", "edge-1", "edge-3", now),
+		"other stream":    VerifyRelayToken(key, tok, "t", "edge-1", "origin", now),
+		"as a play grant": VerifyGrant(key, tok, Play, "s", "origin", now),
+		"expired":         VerifyRelayToken(key, tok, "s", "edge-1", "origin", now.Add(2*time.Minute)),
+	} {
+		if check == nil {
+			t.Errorf("%s: token accepted", name)
+		}
+	}
+}

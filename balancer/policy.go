@@ -18,6 +18,9 @@ const (
 	Publish Kind = iota + 1
 	// Play is a WHEP playback: POST /whep/{stream}.
 	Play
+	// Relay is a node pulling a stream from another node over WHEP. It
+	// exists only to sign relay tokens (RelayToken); Choose refuses it.
+	Relay
 )
 
 // String returns "publish" or "play".
@@ -27,6 +30,8 @@ func (k Kind) String() string {
 		return "publish"
 	case Play:
 		return "play"
+	case Relay:
+		return "relay"
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }

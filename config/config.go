@@ -50,6 +50,8 @@ type Config struct {
 
 	// API configures the management API (/v1/...).
 	API APIConfig `yaml:"api"`
+	// Relay configures how nodes pull streams from each other.
+	Relay RelayConfig `yaml:"relay"`
 
 	// Role is what this process does: "node" (media node that also
 	// answers as a balancer) or "balancer" (redirects only, no media).
@@ -57,6 +59,26 @@ type Config struct {
 	Role string `yaml:"role"`
 	// Cluster configures membership and the balancer.
 	Cluster ClusterConfig `yaml:"cluster"`
+}
+
+// RelayConfig configures node-to-node relaying: an edge that gets a viewer
+// for a stream it does not hold pulls it from another node over WHEP.
+type RelayConfig struct {
+	// MaxDownstream is how many other nodes this node feeds one stream to
+	// directly; beyond it, new edges pull from edges, so the tree grows in
+	// depth and the origin's egress stays bounded. Default 8.
+	MaxDownstream int `yaml:"max_downstream"`
+	// Linger is how long a relay stays after its last viewer leaves, so a
+	// viewer who comes right back finds it warm. Default 10s.
+	Linger time.Duration `yaml:"linger"`
+	// ReconnectTimeout is how long an edge keeps its viewers' sessions
+	// open after losing its upstream, re-pulling as soon as the stream is
+	// live again somewhere, before it ends them. Default 30s.
+	ReconnectTimeout time.Duration `yaml:"reconnect_timeout"`
+	// SilenceTimeout is how long a relay may receive nothing from its
+	// upstream before it looks for another (multiplied by its depth in the
+	// tree, so the relay nearest the trouble moves first). Default 1500ms.
+	SilenceTimeout time.Duration `yaml:"silence_timeout"`
 }
 
 // APIConfig configures the management API.
@@ -227,6 +249,12 @@ func Default() Config {
 		},
 		Publish: PublishConfig{
 			Takeover: true,
+		},
+		Relay: RelayConfig{
+			MaxDownstream:    8,
+			Linger:           10 * time.Second,
+			ReconnectTimeout: 30 * time.Second,
+			SilenceTimeout:   1500 * time.Millisecond,
 		},
 		Role: "node",
 		Cluster: ClusterConfig{

@@ -98,6 +98,19 @@ func (c Config) Validate() error {
 		p.add("play.max_egress_mbps", "%d is negative; 0 means unlimited", c.Play.MaxEgressMbps)
 	}
 
+	if c.Relay.MaxDownstream < 1 {
+		p.add("relay.max_downstream", "%d must be at least 1", c.Relay.MaxDownstream)
+	}
+	if c.Relay.Linger < 0 {
+		p.add("relay.linger", "%s is negative", c.Relay.Linger)
+	}
+	if c.Relay.ReconnectTimeout <= 0 {
+		p.add("relay.reconnect_timeout", "%s must be positive", c.Relay.ReconnectTimeout)
+	}
+	if c.Relay.SilenceTimeout <= 0 {
+		p.add("relay.silence_timeout", "%s must be positive", c.Relay.SilenceTimeout)
+	}
+
 	p.oneOf("role", c.Role, roles)
 	c.validateCluster(&p)
 

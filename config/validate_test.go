@@ -61,6 +61,11 @@ func TestValidate(t *testing.T) {
 		{"http tls both", func(c *Config) { c.HTTP.TLSCertFile, c.HTTP.TLSKeyFile = "cert.pem", "key.pem" }, "", ""},
 
 		{"play.max_egress_mbps negative", func(c *Config) { c.Play.MaxEgressMbps = -5 }, "play.max_egress_mbps", "-5 is negative"},
+		{"relay.max_downstream zero", func(c *Config) { c.Relay.MaxDownstream = 0 }, "relay.max_downstream", "0 must be at least 1"},
+		{"relay.linger negative", func(c *Config) { c.Relay.Linger = -time.Second }, "relay.linger", "is negative"},
+		{"relay.linger zero", func(c *Config) { c.Relay.Linger = 0 }, "", ""},
+		{"relay.reconnect_timeout zero", func(c *Config) { c.Relay.ReconnectTimeout = 0 }, "relay.reconnect_timeout", "must be positive"},
+		{"relay.silence_timeout zero", func(c *Config) { c.Relay.SilenceTimeout = 0 }, "relay.silence_timeout", "must be positive"},
 		{"role unknown", func(c *Config) { c.Role = "edge" }, "role", `"edge" is not one of node, balancer`},
 		{"balancer without cluster", func(c *Config) { c.Role = "balancer" }, "role", "balancer needs cluster.bind"},
 		{"join without bind", func(c *Config) { c.Cluster.Join = []string{"10.0.0.1:7946"} }, "cluster.join", "needs cluster.bind"},

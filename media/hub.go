@@ -293,3 +293,27 @@ func (s *Source) Current() bool {
 	defer s.hub.mu.Unlock()
 	return s.hub.source == s && !s.hub.closed
 }
+
+// Stop stops forwarding the source's packets and waits for its layer loops
+// to return (its PeerConnection must be closed), without ending the hub:
+// the hub's viewers stay attached, waiting for the next source to Attach.
+// A relay uses it when its upstream goes away.
+func (s *Source) Stop() {
+	s.retire()
+	s.wg.Wait()
+}
+
+// LastPacket returns when the source's most recent packet arrived, or the
+// zero time before its first.
+func (s *Source) LastPacket() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var last int64
+	for _, l := range s.layers {
+		last = max(last, l.lastRead.Load())
+	}
+	if last == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, last)
+}

@@ -43,10 +43,13 @@ type Node struct {
 	closed   bool
 }
 
-// stream is a live stream on this node: its hub and current publisher.
+// stream is a live stream on this node: its hub and its source, either a
+// local publisher (this node is the stream's origin) or a relay pull from
+// another node.
 type stream struct {
-	hub *media.Hub
-	pub *session
+	hub   *media.Hub
+	pub   *session
+	relay *relayPull
 }
 
 // StreamRegistry learns which streams this node holds, so the cluster can
@@ -54,6 +57,8 @@ type stream struct {
 type StreamRegistry interface {
 	// StreamAdded: the node now has a live publisher for stream.
 	StreamAdded(stream string)
+	// RelayAdded: the node now relays stream, pulled from node upstream.
+	RelayAdded(stream, upstream string)
 	// StreamRemoved: the stream ended on this node.
 	StreamRemoved(stream string)
 }
@@ -67,6 +72,31 @@ type Hooks struct {
 	// grant query parameter), which a POST may present in place of its
 	// token. It returns nil for a valid grant for this node.
 	VerifyGrant func(publish bool, stream, grant string) error
+	// Relay, if not nil, lets the node pull streams it does not hold from
+	// other nodes, and feed streams to nodes that pull them.
+	Relay Relayer
+}
+
+// Relayer is what relaying needs of the cluster.
+type Relayer interface {
+	// Upstreams returns the nodes stream can be pulled from, best first:
+	// alive media nodes that hold it, never this node nor a node it feeds
+	// (directly or through others).
+	Upstreams(stream string) []Upstream
+	// Token mints a short-lived token with which this node may pull
+	// stream from node upstream.
+	Token(stream, upstream string) string
+	// Verify checks a token that node from presents to pull stream from
+	// this node.
+	Verify(stream, from, token string) error
+}
+
+// Upstream is a node a stream can be pulled from.
+type Upstream struct {
+	ID, URL string
+	// Depth is the upstream's distance from the stream's origin (0 for the
+	// origin itself).
+	Depth int
 }
 
 // New binds the node's media port and returns a node ready to serve
@@ -149,7 +179,21 @@ func (n *Node) serveEndpoint(ctx *fasthttp.RequestCtx, publish bool, name string
 		fail(ctx, fasthttp.StatusServiceUnavailable, "node is draining: try another node")
 		return
 	}
-	if !n.authorizePost(ctx, publish, name) {
+	relayFor := ""
+	if !publish && ctx.QueryArgs().Has("relay") {
+		// Another node pulling the stream: its relay token stands in for
+		// the play token.
+		from, token := string(ctx.QueryArgs().Peek("from")), string(ctx.QueryArgs().Peek("relay"))
+		if n.hooks.Relay == nil || from == "" {
+			fail(ctx, fasthttp.StatusForbidden, "relay pulls need a cluster")
+			return
+		}
+		if err := n.hooks.Relay.Verify(name, from, token); err != nil {
+			fail(ctx, fasthttp.StatusForbidden, "relay token refused: "+err.Error())
+			return
+		}
+		relayFor = from
+	} else if !n.authorizePost(ctx, publish, name) {
 		return
 	}
 	if !hasContentType(ctx, contentTypeSDP) {
@@ -165,7 +209,7 @@ func (n *Node) serveEndpoint(ctx *fasthttp.RequestCtx, publish bool, name string
 	if publish {
 		n.publish(ctx, name, string(body))
 	} else {
-		n.play(ctx, name, string(body), string(ctx.QueryArgs().Peek("viewer")))
+		n.play(ctx, name, string(body), string(ctx.QueryArgs().Peek("viewer")), relayFor)
 	}
 }
 
@@ -209,12 +253,15 @@ func (n *Node) serveResource(ctx *fasthttp.RequestCtx, publish bool, name, id st
 	if publish {
 		token = n.pubToken
 	}
-	if !authorize(ctx, token) {
-		return
-	}
 	n.mu.Lock()
 	s := n.sessions[id]
 	n.mu.Unlock()
+	// A relay session's id, known only to the node that pulls, is its
+	// credential: that node holds no play token.
+	relaySession := s != nil && s.relayFor != "" && s.stream == name && !publish
+	if !relaySession && !authorize(ctx, token) {
+		return
+	}
 	if s == nil || s.stream != name || s.publish != publish {
 		fail(ctx, fasthttp.StatusNotFound, "no such session")
 		return

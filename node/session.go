@@ -41,7 +41,8 @@ type session struct {
 	// Publisher.
 	source *media.Source
 	// Viewer.
-	downs []*media.DownTrack
+	downs    []*media.DownTrack
+	relayFor string // the node this session feeds, for a relay pull; "" for a viewer
 
 	connected chan struct{} // closed when the PeerConnection first connects
 	connOnce  sync.Once

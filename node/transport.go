@@ -29,6 +29,7 @@ type transport struct {
 	tcpMux  ice.TCPMux
 	publish *webrtc.API
 	play    *webrtc.API
+	relay   *webrtc.API // pulls from another node: like publish, but the controlling ICE agent
 }
 
 // newTransport binds the media port (UDP, and TCP on the same number when
@@ -61,6 +62,25 @@ func newTransport(cfg config.MediaConfig) (*transport, error) {
 	se := t.settingEngine(cfg)
 	t.publish = webrtc.NewAPI(webrtc.WithMediaEngine(pubEngine),
 		webrtc.WithInterceptorRegistry(pubInterceptors), webrtc.WithSettingEngine(se))
+	// A relay pull offers, so its ICE agent controls and picks the pair:
+	// pion's default acceptance waits (srflx 500 ms, prflx 1 s) would add
+	// to every relay's join time; node-to-node candidates are host ones.
+	relaySE := se
+	relaySE.SetHostAcceptanceMinWait(0)
+	relaySE.SetSrflxAcceptanceMinWait(0)
+	relaySE.SetPrflxAcceptanceMinWait(0)
+	relayEngine, err := mediaEngine(true)
+	if err != nil {
+		t.close()
+		return nil, err
+	}
+	relayInterceptors := &interceptor.Registry{}
+	if err := webrtc.RegisterDefaultInterceptors(relayEngine, relayInterceptors); err != nil {
+		t.close()
+		return nil, fmt.Errorf("relay interceptors: %w", err)
+	}
+	t.relay = webrtc.NewAPI(webrtc.WithMediaEngine(relayEngine),
+		webrtc.WithInterceptorRegistry(relayInterceptors), webrtc.WithSettingEngine(relaySE))
 	t.play = webrtc.NewAPI(webrtc.WithMediaEngine(playEngine),
 		webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(se))
 	return t, nil

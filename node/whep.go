@@ -14,7 +14,10 @@ import (
 
 // play handles a WHEP POST: it answers the viewer's offer with the
 // stream's tracks, attaches the viewer to the stream's hub and replies 201.
-func (n *Node) play(ctx *fasthttp.RequestCtx, name, offer, viewer string) {
+// A stream this node does not hold is pulled from another node first, when
+// the node is in a cluster. relayFor names the node a relay pull comes
+// from ("" for a viewer).
+func (n *Node) play(ctx *fasthttp.RequestCtx, name, offer, viewer, relayFor string) {
 	sections, err := parseOffer(offer)
 	if err != nil {
 		fail(ctx, fasthttp.StatusBadRequest, err.Error())
@@ -22,23 +25,49 @@ func (n *Node) play(ctx *fasthttp.RequestCtx, name, offer, viewer string) {
 	}
 	n.mu.Lock()
 	var hub *media.Hub
-	if st := n.streams[name]; st != nil && st.pub != nil {
+	if st := n.streams[name]; st != nil && (st.pub != nil || st.relay != nil) {
 		hub = st.hub
 	}
-	viewers := 0
+	viewers, relays := 0, 0
 	for _, s := range n.sessions {
-		if !s.publish {
+		switch {
+		case s.publish:
+		case s.relayFor != "":
+			if s.stream == name {
+				relays++
+			}
+		default:
 			viewers++
 		}
 	}
 	n.mu.Unlock()
-	if hub == nil {
-		fail(ctx, fasthttp.StatusNotFound, fmt.Sprintf("stream %s is not live", name))
-		return
-	}
-	if max := n.cfg.Play.MaxViewers; max > 0 && viewers >= max {
+	if relayFor != "" {
+		if hub == nil {
+			fail(ctx, fasthttp.StatusNotFound, fmt.Sprintf("stream %s is not live on this node", name))
+			return
+		}
+		if relays >= n.cfg.Relay.MaxDownstream {
+			ctx.Response.Header.Set(headerRelay, "full")
+			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+			fail(ctx, fasthttp.StatusServiceUnavailable,
+				fmt.Sprintf("this node already feeds %s to %d nodes (relay.max_downstream)", name, relays))
+			return
+		}
+	} else if max := n.cfg.Play.MaxViewers; max > 0 && viewers >= max {
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "5")
 		fail(ctx, fasthttp.StatusServiceUnavailable, "node is at its viewer limit; try again later")
+		return
+	}
+	if hub == nil && n.hooks.Relay != nil {
+		hub, err = n.pull(name)
+		if err != nil && !errors.Is(err, ErrNotLive) {
+			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "2")
+			fail(ctx, fasthttp.StatusServiceUnavailable, err.Error())
+			return
+		}
+	}
+	if hub == nil {
+		fail(ctx, fasthttp.StatusNotFound, fmt.Sprintf("stream %s is not live", name))
 		return
 	}
 	tracks, err := matchTracks(hub.Tracks(), sections)
@@ -56,7 +85,11 @@ func (n *Node) play(ctx *fasthttp.RequestCtx, name, offer, viewer string) {
 	if viewer != "" {
 		fields = append(fields, zap.String("viewer", viewer))
 	}
+	if relayFor != "" {
+		fields = append(fields, zap.String("relay_to", relayFor))
+	}
 	s := n.newSession(name, false, pc, append(fields, zap.String("remote", ctx.RemoteAddr().String()))...)
+	s.relayFor = relayFor
 	var senders []*webrtc.RTPSender
 	sdpAnswer, err := answer(pc, offer, func() error {
 		for _, t := range tracks {
@@ -65,6 +98,7 @@ func (n *Node) play(ctx *fasthttp.RequestCtx, name, offer, viewer string) {
 			if err != nil {
 				return fmt.Errorf("add %s track: %w", t.Kind(), err)
 			}
+			restrictCodec(pc, sender, t.Codec())
 			s.downs = append(s.downs, d)
 			senders = append(senders, sender)
 		}
@@ -111,7 +145,11 @@ func (n *Node) play(ctx *fasthttp.RequestCtx, name, offer, viewer string) {
 			d.SetReady()
 		}
 	})
-	s.log.Info("viewer session created", zap.Int("tracks", len(tracks)))
+	if relayFor != "" {
+		s.log.Info("relay session created: feeding another node", zap.Int("tracks", len(tracks)))
+	} else {
+		s.log.Info("viewer session created", zap.Int("tracks", len(tracks)))
+	}
 	n.created(ctx, s, sdpAnswer)
 }
 
@@ -163,4 +201,24 @@ func endReason(err error) string {
 		return "detached"
 	}
 	return err.Error()
+}
+
+// headerRelay tells a pulling node why its relay request was refused.
+const headerRelay = "X-Cascade-Relay"
+
+// restrictCodec makes the answer for sender's transceiver list only the
+// codec the hub's track carries, so the viewer (or a pulling node) knows
+// exactly what it will receive.
+func restrictCodec(pc *webrtc.PeerConnection, sender *webrtc.RTPSender, c webrtc.RTPCodecCapability) {
+	for _, tr := range pc.GetTransceivers() {
+		if tr.Sender() != sender {
+			continue
+		}
+		for _, ours := range media.Codecs() {
+			if media.SameCodec(ours.RTPCodecCapability, c) && media.SameCodec(c, ours.RTPCodecCapability) {
+				_ = tr.SetCodecPreferences([]webrtc.RTPCodecParameters{ours})
+				return
+			}
+		}
+	}
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +39,7 @@ func start(cfg config.Config, log *zap.Logger, base string) (*process, error) {
 	if cfg.Cluster.Bind != "" {
 		hooks.Streams = streamRegistry{p}
 		hooks.VerifyGrant = balancer.GrantVerifier(cfg.ClusterKey(), cfg.NodeID, nil)
+		hooks.Relay = relayer{p}
 	}
 	if cfg.Role != "balancer" {
 		n, err := node.New(cfg, log.Named("node"), hooks)
@@ -128,7 +131,9 @@ func (p *process) load() cluster.Load {
 // for this node to it), then the node's resources, the management API and
 // the pages.
 func (p *process) route(ctx *fasthttp.RequestCtx) {
-	if p.redirect != nil && p.redirect.Handle(ctx) {
+	// A node pulling a stream (relay=) asked for this node by name: it is
+	// never redirected.
+	if p.redirect != nil && !ctx.QueryArgs().Has("relay") && p.redirect.Handle(ctx) {
 		return
 	}
 	if p.node != nil && p.node.Handle(ctx) {
@@ -216,8 +221,96 @@ func (r streamRegistry) StreamAdded(stream string) {
 	}
 }
 
+func (r streamRegistry) RelayAdded(stream, upstream string) {
+	if r.p.member != nil {
+		r.p.member.SetRelay(stream, upstream)
+	}
+}
+
 func (r streamRegistry) StreamRemoved(stream string) {
 	if r.p.member != nil {
 		r.p.member.RemoveStream(stream)
 	}
+}
+
+// relayTokenTTL is how long a relay token stays valid: long enough for
+// one pull's POST, short enough to be worthless in a log.
+const relayTokenTTL = 30 * time.Second
+
+// relayer lets this node pull streams from other nodes and feed them, using
+// the cluster view and tokens signed with the cluster key.
+type relayer struct{ p *process }
+
+var _ node.Relayer = relayer{}
+
+// Upstreams lists the nodes holding stream that this node may pull from:
+// alive media nodes other than itself and its descendants for the stream,
+// those of its own region first, then by depth (the origin first) and
+// load. Each refuses with 503 when it already feeds relay.max_downstream
+// nodes, and the puller moves on to the next: so the tree grows below the
+// origin instead of the origin feeding everyone.
+func (r relayer) Upstreams(stream string) []node.Upstream {
+	v := r.p.view()
+	self := r.p.cfg.NodeID
+	type cand struct {
+		node.Upstream
+		sameRegion bool
+		viewers    int
+	}
+	var cs []cand
+	for _, n := range v.Holders(stream) {
+		if n.ID == self || !n.Media || n.State != cluster.StateAlive || n.URL == "" {
+			continue
+		}
+		depth, ok := depthOf(v, stream, n.ID, self)
+		if !ok {
+			continue // self is among its ancestors: pulling from it would make a cycle
+		}
+		cs = append(cs, cand{node.Upstream{ID: n.ID, URL: n.URL, Depth: depth},
+			n.Region == r.p.cfg.Region, n.Load.Viewers})
+	}
+	sort.SliceStable(cs, func(i, j int) bool {
+		a, b := cs[i], cs[j]
+		if a.sameRegion != b.sameRegion {
+			return a.sameRegion
+		}
+		if a.Depth != b.Depth {
+			return a.Depth < b.Depth
+		}
+		return a.viewers < b.viewers
+	})
+	out := make([]node.Upstream, len(cs))
+	for i, c := range cs {
+		out[i] = c.Upstream
+	}
+	return out
+}
+
+// Token signs this node's pull of stream from upstream.
+func (r relayer) Token(stream, upstream string) string {
+	return balancer.RelayToken(r.p.cfg.ClusterKey(), stream, r.p.cfg.NodeID, upstream,
+		time.Now().Add(relayTokenTTL))
+}
+
+// Verify checks the token of node from pulling stream from this node.
+func (r relayer) Verify(stream, from, token string) error {
+	return balancer.VerifyRelayToken(r.p.cfg.ClusterKey(), token, stream, from, r.p.cfg.NodeID, time.Now())
+}
+
+// depthOf returns node's distance from stream's origin (0 for the origin;
+// a relay whose upstream is unknown counts as 1), and false if self is
+// node or feeds it, directly or not: pulling from it would make a cycle.
+func depthOf(v *cluster.View, stream, node, self string) (int, bool) {
+	if node == self {
+		return 0, false
+	}
+	chain := v.Ancestors(stream, node)
+	if slices.Contains(chain, self) {
+		return 0, false
+	}
+	n, _ := v.Node(node)
+	if n.Streams[stream] == cluster.RoleRelay && len(chain) == 0 {
+		return 1, true
+	}
+	return len(chain), true
 }
