@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"maps"
 	"math"
 	"reflect"
@@ -135,8 +136,22 @@ var streamMsgCases = []struct {
 		streamMsg{kind: kindFull, node: "a", version: 10, streams: map[string]Role{"cam1": RoleOrigin, "cam2": RoleRelay}}},
 	{"full set reply", encodeFull(kindFullSync, "b", &streamSet{version: 3, streams: map[string]Role{"x": RoleRelay}}),
 		streamMsg{kind: kindFullSync, node: "b", version: 3, streams: map[string]Role{"x": RoleRelay}}},
-	{"delta add", encodeDelta("a", 11, opOrigin, "cam3"), streamMsg{kind: kindDelta, node: "a", version: 11, op: opOrigin, stream: "cam3"}},
-	{"delta remove", encodeDelta("a", 12, opRemove, "cam1"), streamMsg{kind: kindDelta, node: "a", version: 12, op: opRemove, stream: "cam1"}},
+	{"full set with upstreams", encodeFull(kindFull, "edge-2", &streamSet{version: 4,
+		streams:   map[string]Role{"cam1": RoleRelay, "cam2": RoleRelay, "cam3": RoleOrigin},
+		upstreams: map[string]string{"cam1": "origin-1"}}), // cam2's upstream is unknown
+		streamMsg{kind: kindFull, node: "edge-2", version: 4,
+			streams:   map[string]Role{"cam1": RoleRelay, "cam2": RoleRelay, "cam3": RoleOrigin},
+			upstreams: map[string]string{"cam1": "origin-1"}}},
+	{"full set, longest upstream", encodeFull(kindFullSync, "e", &streamSet{version: 5,
+		streams: map[string]Role{"s": RoleRelay}, upstreams: map[string]string{"s": strings.Repeat("u", maxIDLen)}}),
+		streamMsg{kind: kindFullSync, node: "e", version: 5,
+			streams: map[string]Role{"s": RoleRelay}, upstreams: map[string]string{"s": strings.Repeat("u", maxIDLen)}}},
+	{"delta add", encodeDelta("a", 11, opOrigin, "cam3", ""), streamMsg{kind: kindDelta, node: "a", version: 11, op: opOrigin, stream: "cam3"}},
+	{"delta relay", encodeDelta("a", 12, opRelay, "cam4", "origin-1"),
+		streamMsg{kind: kindDelta, node: "a", version: 12, op: opRelay, stream: "cam4", upstream: "origin-1"}},
+	{"delta relay, upstream unknown", encodeDelta("a", 13, opRelay, "cam5", ""),
+		streamMsg{kind: kindDelta, node: "a", version: 13, op: opRelay, stream: "cam5"}},
+	{"delta remove", encodeDelta("a", 14, opRemove, "cam1", ""), streamMsg{kind: kindDelta, node: "a", version: 14, op: opRemove, stream: "cam1"}},
 	{"sync request", encodeSyncReq("a", "c"), streamMsg{kind: kindSyncReq, node: "a", from: "c"}},
 }
 
@@ -163,17 +178,29 @@ func TestDecodeStreamMsgErrors(t *testing.T) {
 	}{
 		{"empty", nil, ErrMalformed},
 		{"future version", append([]byte{9}, full[1:]...), ErrVersion},
+		{"version 1", append([]byte{1}, full[1:]...), ErrVersion},
 		{"unknown kind", []byte{wireVersion, 99, 1, 'a'}, ErrMalformed},
 		{"truncated", full[:len(full)-1], ErrMalformed},
 		{"trailing bytes", append(append([]byte(nil), full...), 0), ErrMalformed},
-		{"empty node", encodeDelta("", 2, opOrigin, "s"), ErrMalformed},
-		{"empty stream", encodeDelta("a", 2, opOrigin, ""), ErrMalformed},
-		{"delta to version 0", encodeDelta("a", 0, opOrigin, "s"), ErrMalformed},
-		{"bad op", encodeDelta("a", 2, 7, "s"), ErrMalformed},
+		{"empty node", encodeDelta("", 2, opOrigin, "s", ""), ErrMalformed},
+		{"empty stream", encodeDelta("a", 2, opOrigin, "", ""), ErrMalformed},
+		{"delta to version 0", encodeDelta("a", 0, opOrigin, "s", ""), ErrMalformed},
+		{"bad op", encodeDelta("a", 2, 7, "s", ""), ErrMalformed},
 		{"bad role in set", []byte{wireVersion, kindFull, 1, 'a', 1, 1, 1, 's', 9}, ErrMalformed},
-		{"stream twice", []byte{wireVersion, kindFull, 1, 'a', 1, 2, 1, 's', 1, 1, 's', 2}, ErrMalformed},
+		{"stream twice", []byte{wireVersion, kindFull, 1, 'a', 1, 2, 1, 's', 1, 1, 's', 2, 0}, ErrMalformed},
 		{"huge count", []byte{wireVersion, kindFull, 1, 'a', 1, 0xff, 0xff, 0xff, 0xff, 0x0f}, ErrMalformed},
 		{"sync request from nobody", encodeSyncReq("a", ""), ErrMalformed},
+		// Relay entries carry an upstream; origin entries and other ops do not.
+		{"relay entry without its upstream", []byte{wireVersion, kindFull, 1, 'a', 1, 1, 1, 's', opRelay}, ErrMalformed},
+		{"origin entry with an upstream", []byte{wireVersion, kindFull, 1, 'a', 1, 1, 1, 's', opOrigin, 1, 'u'}, ErrMalformed},
+		{"relay delta without its upstream", func() []byte {
+			b := encodeDelta("a", 2, opRelay, "s", "")
+			return b[:len(b)-1] // the upstream's length byte
+		}(), ErrMalformed},
+		{"remove delta with an upstream", append(encodeDelta("a", 2, opRemove, "s", ""), 1, 'u'), ErrMalformed},
+		{"upstream too long in a set", encodeFull(kindFull, "a", &streamSet{version: 1,
+			streams: map[string]Role{"s": RoleRelay}, upstreams: map[string]string{"s": strings.Repeat("u", maxIDLen+1)}}), ErrMalformed},
+		{"upstream too long in a delta", encodeDelta("a", 2, opRelay, "s", strings.Repeat("u", maxIDLen+1)), ErrMalformed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -188,7 +215,8 @@ func TestStateRoundTrip(t *testing.T) {
 	sets := map[string]*streamSet{
 		"a": {version: 5, streams: map[string]Role{"s1": RoleOrigin}},
 		"b": {version: 7, streams: map[string]Role{}},
-		"c": {version: 1, streams: map[string]Role{"s1": RoleRelay, "s2": RoleRelay}},
+		"c": {version: 1, streams: map[string]Role{"s1": RoleRelay, "s2": RoleRelay}, upstreams: map[string]string{"s1": "a"}},
+		"d": {version: 2, streams: map[string]Role{"s1": RoleRelay}, upstreams: map[string]string{"s1": "c"}},
 	}
 	got, err := decodeState(encodeState(sets))
 	if err != nil {
@@ -199,7 +227,8 @@ func TestStateRoundTrip(t *testing.T) {
 	}
 	for name, b := range map[string][]byte{
 		"empty":       nil,
-		"bad version": {2, 0},
+		"version 1":   {1, 0},
+		"bad version": {3, 0},
 		"node twice":  {wireVersion, 2, 1, 'a', 1, 0, 1, 'a', 2, 0},
 		"huge count":  {wireVersion, 0xff, 0xff, 0xff, 0x0f},
 		"truncated":   encodeState(sets)[:10],
@@ -271,6 +300,39 @@ func TestTableVersions(t *testing.T) {
 			t.Fatalf("version %d, streams %v; want 13 with x and z", got, streams(tb))
 		}
 	})
+	t.Run("a relay's upstream travels in deltas", func(t *testing.T) {
+		tb := newTable()
+		tb.applyFull("a", set(10), now, true)
+		ups := func() map[string]string { return tb.entries["a"].set.upstreams }
+		relay := func(v uint64, up string) streamMsg {
+			d := delta(v, opRelay, "x")
+			d.upstream = up
+			return d
+		}
+		tb.applyDelta(relay(11, "o1"), now, true)
+		if got := ups(); streams(tb)["x"] != RoleRelay || got["x"] != "o1" {
+			t.Fatalf("after relay from o1: %v %v", streams(tb), got)
+		}
+		before := ups()
+		tb.applyDelta(relay(12, "o2"), now, true)
+		if ups()["x"] != "o2" || before["x"] != "o1" {
+			t.Fatalf("new upstream: now %v, earlier set changed to %v", ups(), before)
+		}
+		tb.applyDelta(relay(13, ""), now, true)
+		if ups() != nil || streams(tb)["x"] != RoleRelay {
+			t.Fatalf("upstream unknown again: %v %v", streams(tb), ups())
+		}
+		tb.applyDelta(relay(14, "o3"), now, true)
+		tb.applyDelta(delta(15, opOrigin, "x"), now, true)
+		if ups() != nil || streams(tb)["x"] != RoleOrigin {
+			t.Fatalf("origin keeps an upstream: %v", ups())
+		}
+		tb.applyDelta(relay(16, "o4"), now, true)
+		tb.applyDelta(delta(17, opRemove, "x"), now, true)
+		if ups() != nil || len(streams(tb)) != 0 {
+			t.Fatalf("removed stream keeps an upstream: %v", ups())
+		}
+	})
 	t.Run("departed nodes are forgotten after the ttl", func(t *testing.T) {
 		tb := newTable()
 		tb.applyFull("a", set(10), now, true)
@@ -285,4 +347,44 @@ func TestTableVersions(t *testing.T) {
 			t.Fatalf("kept %v", tb.entries)
 		}
 	})
+}
+
+// TestFitsGossipBound: a set that fitsGossip accepts really encodes in at
+// most fullSetLimit bytes, at every varint width of its strings.
+func TestFitsGossipBound(t *testing.T) {
+	shapes := []struct {
+		name          string
+		node          string
+		role          Role
+		streamLen, up int
+	}{
+		{"origins, short names", "n1", RoleOrigin, 8, 0},
+		{"relays, upstream unknown", "n1", RoleRelay, 8, 0},
+		{"relays, short upstreams", "edge-eu-1", RoleRelay, 12, 10},
+		{"relays, 127-byte names and upstreams", strings.Repeat("n", 127), RoleRelay, 127, 127},
+		{"relays, 128-byte names and upstreams", strings.Repeat("n", maxIDLen), RoleRelay, 128, maxIDLen},
+		{"relays, longest names", strings.Repeat("n", maxIDLen), RoleRelay, maxStreamLen, maxIDLen},
+	}
+	for _, sh := range shapes {
+		t.Run(sh.name, func(t *testing.T) {
+			s := &streamSet{version: math.MaxUint64, streams: map[string]Role{}}
+			for i := 0; ; i++ {
+				name := fmt.Sprintf("%0*d", sh.streamLen, i)
+				up := strings.Repeat("u", sh.up)
+				op := roleOp(sh.role)
+				next := s.with(s.version, op, name, up)
+				if !fitsGossip(sh.node, next) {
+					if i == 0 {
+						t.Fatal("not even one entry fits")
+					}
+					t.Logf("%d entries fit in %d bytes", i, len(encodeFull(kindFull, sh.node, s)))
+					return
+				}
+				s = next
+				if n := len(encodeFull(kindFull, sh.node, s)); n > fullSetLimit {
+					t.Fatalf("%d entries take %d bytes, but fitsGossip accepts them", len(s.streams), n)
+				}
+			}
+		})
+	}
 }

@@ -40,9 +40,9 @@ func FuzzDecodeStreamMsg(f *testing.F) {
 		var enc []byte
 		switch m.kind {
 		case kindFull, kindFullSync:
-			enc = encodeFull(m.kind, m.node, &streamSet{version: m.version, streams: m.streams})
+			enc = encodeFull(m.kind, m.node, m.set())
 		case kindDelta:
-			enc = encodeDelta(m.node, m.version, m.op, m.stream)
+			enc = encodeDelta(m.node, m.version, m.op, m.stream, m.upstream)
 		case kindSyncReq:
 			enc = encodeSyncReq(m.node, m.from)
 		default:
@@ -62,9 +62,10 @@ func FuzzDecodeState(f *testing.F) {
 	f.Add(encodeState(map[string]*streamSet{
 		"a": {version: 5, streams: map[string]Role{"s1": RoleOrigin}},
 		"b": {version: 7, streams: map[string]Role{}},
+		"c": {version: 9, streams: map[string]Role{"s1": RoleRelay, "s2": RoleRelay}, upstreams: map[string]string{"s1": "a"}},
 	}))
 	for _, c := range streamMsgCases {
-		if c.want.kind == kindFull {
+		if c.want.kind == kindFull || c.want.kind == kindFullSync {
 			f.Add(append([]byte{wireVersion, 1}, c.b[2:]...)) // the set as a one-node state
 		}
 	}

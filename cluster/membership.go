@@ -387,36 +387,50 @@ func (m *Membership) Wait(ctx context.Context, cond func(*View) bool) (*View, er
 func (m *Membership) Addr() string { return m.addr }
 
 // SetStream records that this node now holds stream in role (RoleOrigin
-// or RoleRelay; other roles are ignored). The change reaches the other
-// members' views in well under a second.
+// or RoleRelay; other roles, an empty stream and one longer than 255
+// bytes are ignored). The change reaches the other members' views in well
+// under a second. RoleOrigin clears the stream's upstream; RoleRelay is
+// SetRelay(stream, ""): a relay whose upstream is unknown.
 func (m *Membership) SetStream(stream string, role Role) {
-	if stream == "" || len(stream) > maxStreamLen {
-		return
-	}
-	var op byte
 	switch role {
 	case RoleOrigin:
-		op = opOrigin
+		m.change(opOrigin, stream, "")
 	case RoleRelay:
-		op = opRelay
-	default:
+		m.change(opRelay, stream, "")
+	}
+}
+
+// SetRelay records that this node holds stream as a relay pulling it from
+// the node with id upstream ("" when unknown). Calling it again with
+// another upstream is a change, gossiped like any other: it reaches the
+// other members' views (NodeInfo.Upstreams, View.Upstream) in well under
+// a second. An empty stream, one longer than 255 bytes or an upstream
+// longer than 128 bytes (a node id's limit) is ignored.
+func (m *Membership) SetRelay(stream, upstream string) {
+	if len(upstream) > maxIDLen {
 		return
 	}
-	m.change(op, stream)
+	m.change(opRelay, stream, upstream)
 }
 
 // RemoveStream records that this node no longer holds stream.
-func (m *Membership) RemoveStream(stream string) { m.change(opRemove, stream) }
+func (m *Membership) RemoveStream(stream string) { m.change(opRemove, stream, "") }
 
-func (m *Membership) change(op byte, stream string) {
+// change applies op to this node's own set and gossips it, unless it
+// changes nothing. upstream counts only with opRelay.
+func (m *Membership) change(op byte, stream, upstream string) {
+	if stream == "" || len(stream) > maxStreamLen {
+		return
+	}
 	m.local.mu.Lock()
 	cur := m.local.set
 	role, held := cur.streams[stream]
-	if next, ok := opRole(op); (ok && held && role == next) || (!ok && !held) {
+	next, ok := opRole(op)
+	if (ok && held && role == next && cur.upstreams[stream] == upstream) || (!ok && !held) {
 		m.local.mu.Unlock()
 		return // no change
 	}
-	s := cur.with(cur.version+1, op, stream)
+	s := cur.with(cur.version+1, op, stream, upstream)
 	m.local.set = s
 	m.selfSet.Store(s)
 	m.encodeMetaLocked()
@@ -425,7 +439,7 @@ func (m *Membership) change(op byte, stream string) {
 	if m.fullFits(s) {
 		m.queue(fullBroadcast{node: m.opts.NodeID, msg: encodeFull(kindFull, m.opts.NodeID, s)})
 	} else {
-		m.queue(deltaBroadcast{msg: encodeDelta(m.opts.NodeID, s.version, op, stream)})
+		m.queue(deltaBroadcast{msg: encodeDelta(m.opts.NodeID, s.version, op, stream, upstream)})
 	}
 	m.dirty.Store(true)
 	m.kickView()
@@ -439,17 +453,9 @@ func (m *Membership) announce(s *streamSet) {
 	}
 }
 
-// fullFits reports whether s encodes in at most fullSetLimit bytes,
-// without encoding it.
-func (m *Membership) fullFits(s *streamSet) bool {
-	n := 24 + len(m.opts.NodeID)
-	for name := range s.streams {
-		if n += len(name) + 3; n > fullSetLimit {
-			return false
-		}
-	}
-	return true
-}
+// fullFits reports whether s, this node's set, encodes in at most
+// fullSetLimit bytes, without encoding it.
+func (m *Membership) fullFits(s *streamSet) bool { return fitsGossip(m.opts.NodeID, s) }
 
 func (m *Membership) queue(b memberlist.Broadcast) {
 	m.bq.QueueBroadcast(b)
@@ -548,7 +554,8 @@ func (m *Membership) selfInfo() NodeInfo {
 	}
 	return NodeInfo{
 		ID: m.opts.NodeID, Region: m.opts.Region, URL: m.opts.URL, Media: m.opts.Media,
-		State: st, Capacity: m.opts.Capacity, Load: l.load, Streams: l.set.streams, Updated: l.loadAt,
+		State: st, Capacity: m.opts.Capacity, Load: l.load,
+		Streams: l.set.streams, Upstreams: l.set.upstreams, Updated: l.loadAt,
 	}
 }
 

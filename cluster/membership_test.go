@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -238,6 +239,110 @@ func TestStreamPropagation(t *testing.T) {
 	}
 }
 
+// TestSetRelay: what SetRelay, SetStream and RemoveStream record in this
+// node's own set, and which calls are changes (a new version).
+func TestSetRelay(t *testing.T) {
+	checkLeaks(t)
+	m := start(t, testOptions(t, "n"))
+	version := func() uint64 { return m.selfSet.Load().version }
+	own := func() (Role, string) {
+		s := m.selfSet.Load()
+		return s.streams["cam"], s.upstreams["cam"]
+	}
+	steps := []struct {
+		name     string
+		do       func()
+		role     Role
+		upstream string
+		change   bool
+	}{
+		{"a relay with an upstream", func() { m.SetRelay("cam", "a") }, RoleRelay, "a", true},
+		{"the same upstream again is no change", func() { m.SetRelay("cam", "a") }, RoleRelay, "a", false},
+		{"a new upstream is a change", func() { m.SetRelay("cam", "b") }, RoleRelay, "b", true},
+		{"SetStream(RoleRelay): upstream unknown", func() { m.SetStream("cam", RoleRelay) }, RoleRelay, "", true},
+		{"SetRelay with no upstream is the same", func() { m.SetRelay("cam", "") }, RoleRelay, "", false},
+		{"an upstream longer than a node id is ignored", func() { m.SetRelay("cam", strings.Repeat("x", maxIDLen+1)) }, RoleRelay, "", false},
+		{"an upstream again", func() { m.SetRelay("cam", "c") }, RoleRelay, "c", true},
+		{"becoming the origin clears the upstream", func() { m.SetStream("cam", RoleOrigin) }, RoleOrigin, "", true},
+		{"a relay again", func() { m.SetRelay("cam", "d") }, RoleRelay, "d", true},
+		{"removal clears the upstream", func() { m.RemoveStream("cam") }, "", "", true},
+		{"an empty stream is ignored", func() { m.SetRelay("", "a") }, "", "", false},
+	}
+	for _, st := range steps {
+		before := version()
+		st.do()
+		role, up := own()
+		if role != st.role || up != st.upstream {
+			t.Fatalf("%s: role %q upstream %q; want %q %q", st.name, role, up, st.role, st.upstream)
+		}
+		if changed := version() != before; changed != st.change {
+			t.Fatalf("%s: changed %v; want %v", st.name, changed, st.change)
+		}
+	}
+	if s := m.selfSet.Load(); s.upstreams != nil || len(s.streams) != 0 {
+		t.Fatalf("left %v %v", s.streams, s.upstreams)
+	}
+	// The node's own view shows its upstreams.
+	m.SetRelay("cam", "a")
+	waitView(t, m, 2*time.Second, "own upstream", func(v *View) bool {
+		up, _ := v.Upstream("cam", "n")
+		n, _ := v.Node("n")
+		return up == "a" && n.Upstreams["cam"] == "a"
+	})
+}
+
+// TestRelayPropagation: the relay tree of a stream (each relay's
+// upstream) reaches every member as fast as the streams themselves, and
+// so does a relay's move to another upstream.
+func TestRelayPropagation(t *testing.T) {
+	checkLeaks(t)
+	ms := startCluster(t, 3)
+	ms[0].SetStream("cam", RoleOrigin)
+	var worst time.Duration
+	// spread runs do on src, then waits until every other member sees
+	// node's upstream for cam as want.
+	spread := func(src *Membership, do func(), node, want string) {
+		t.Helper()
+		begin := time.Now()
+		do()
+		for _, m := range ms {
+			if m == src {
+				continue
+			}
+			waitView(t, m, 2*time.Second, node+" fed by "+want, func(v *View) bool {
+				up, _ := v.Upstream("cam", node)
+				return up == want
+			})
+			worst = max(worst, time.Since(begin))
+		}
+	}
+	// n0 ← n1 ← n2
+	spread(ms[1], func() { ms[1].SetRelay("cam", "n0") }, "n1", "n0")
+	spread(ms[2], func() { ms[2].SetRelay("cam", "n1") }, "n2", "n1")
+	for _, m := range ms {
+		waitView(t, m, 2*time.Second, "the chain n2 → n1 → n0", func(v *View) bool {
+			return slices.Equal(v.Ancestors("cam", "n2"), []string{"n1", "n0"})
+		})
+	}
+	// n2 moves up: n0 ← {n1, n2}.
+	spread(ms[2], func() { ms[2].SetRelay("cam", "n0") }, "n2", "n0")
+	for _, m := range ms {
+		v := m.View()
+		if got := v.Downstream("cam", "n0"); !slices.Equal(got, []string{"n1", "n2"}) {
+			t.Errorf("%s: n0 feeds %q; want n1 and n2", m.opts.NodeID, got)
+		}
+		if got := v.Downstream("cam", "n1"); got != nil {
+			t.Errorf("%s: n1 still feeds %q", m.opts.NodeID, got)
+		}
+	}
+	t.Logf("a relay's upstream reached the other 2 members within %v (worst of 3 changes)", worst)
+	if worst > 500*time.Millisecond {
+		t.Errorf("upstream propagation took %v; want under 500ms", worst)
+	}
+	// Losing the upstream (SetStream(RoleRelay): unknown) propagates too.
+	spread(ms[2], func() { ms[2].SetStream("cam", RoleRelay) }, "n2", "")
+}
+
 // TestStreamDeltasAndSync: a set too large to gossip whole travels as
 // deltas, and a node that misses one asks for the full set.
 func TestStreamDeltasAndSync(t *testing.T) {
@@ -255,16 +360,22 @@ func TestStreamDeltasAndSync(t *testing.T) {
 		n, _ := v.Node("n0")
 		return len(n.Streams) == 20
 	})
+	// A relay's upstream travels in a delta.
+	a.SetRelay("relayed", "n1")
+	waitView(t, b, 2*time.Second, "the relay's upstream, by delta", func(v *View) bool {
+		up, _ := v.Upstream("relayed", "n0")
+		return up == "n1"
+	})
 
 	// b misses this change: a's queued broadcast is dropped before it is
 	// gossiped. a's metadata then announces a stream version b lacks, and
 	// b asks a for the full set.
 	begin := time.Now()
-	a.SetStream("missed", RoleRelay)
+	a.SetRelay("missed", "elsewhere")
 	a.bq.Reset()
 	_, took := waitView(t, b, 5*time.Second, "the missed stream", func(v *View) bool {
-		n, _ := v.Node("n0")
-		return n.Streams["missed"] == RoleRelay
+		up, _ := v.Upstream("missed", "n0")
+		return up == "elsewhere"
 	})
 	t.Logf("a missed delta was repaired in %v (sync request; push-pull would take up to %v)", time.Since(begin), pushPullInterval)
 	_ = took
@@ -279,9 +390,10 @@ func TestLateJoinerGetsStateByPushPull(t *testing.T) {
 	for i := range 20 {
 		a.SetStream(fmt.Sprintf("%s-%02d", strings.Repeat("s", 60), i), RoleOrigin)
 	}
-	waitView(t, b, 2*time.Second, "all 20 streams", func(v *View) bool {
+	a.SetRelay("relayed", "n1")
+	waitView(t, b, 2*time.Second, "all 21 streams", func(v *View) bool {
 		n, _ := v.Node("n0")
-		return len(n.Streams) == 20
+		return len(n.Streams) == 21
 	})
 	// Wait until neither queue holds stream gossip any more.
 	for deadline := time.Now().Add(5 * time.Second); a.bq.NumQueued()+b.bq.NumQueued() > 0; {
@@ -296,7 +408,8 @@ func TestLateJoinerGetsStateByPushPull(t *testing.T) {
 	// Faster than a sync request could answer (syncGrace): push-pull.
 	_, took := waitView(t, c, syncGrace-100*time.Millisecond, "a's streams through b", func(v *View) bool {
 		n, _ := v.Node("n0")
-		return len(n.Streams) == 20
+		up, _ := v.Upstream("relayed", "n0")
+		return len(n.Streams) == 21 && up == "n1"
 	})
 	t.Logf("the late joiner had all streams %v after starting", took)
 }

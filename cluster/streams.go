@@ -19,15 +19,19 @@ import (
 //   - in memberlist's push-pull (LocalState/MergeRemoteState): every
 //     member's full set, so that two halves of a partition converge.
 //
-// A node's stream set has a version that increases with each change. It
+// A node's stream set maps each stream it holds to its role there and,
+// for a relay, to the node it pulls the stream from (its upstream), so
+// that every node can draw each stream's relay tree. The set has a
+// version that increases with each change (a new upstream is one). It
 // starts at the process's start time in nanoseconds, so that a restarted
 // node (same id) is newer than anything its previous life sent. A record
 // wins only if its version is higher than the one held: stale and
 // repeated messages are ignored, and are not spread again.
 
 // wireVersion is the first byte of every stream message and of the
-// push-pull state. Decoders reject other versions.
-const wireVersion = 1
+// push-pull state. Decoders reject other versions. Version 2 added the
+// upstream of relay entries; version 1 was never deployed.
+const wireVersion = 2
 
 // Stream message kinds (second byte).
 const (
@@ -46,46 +50,68 @@ const (
 
 // fullSetLimit is the largest full set sent as a gossip broadcast. A
 // gossip packet is 1400 bytes, shared with memberlist's own messages.
+// Larger sets go out as deltas (at most about 540 bytes each, with a
+// 128-byte node id, a 255-byte stream name and a 128-byte upstream).
 const fullSetLimit = 600
 
-// streamSet is an immutable record of the streams one node holds.
+// streamSet is an immutable record of the streams one node holds. Its
+// maps are never modified once published: views share them.
 type streamSet struct {
 	version uint64
-	streams map[string]Role // never modified once published
+	streams map[string]Role
+	// upstreams maps each stream held as relay to the node it is pulled
+	// from, when that is known; nil when none is.
+	upstreams map[string]string
 }
 
 // streamMsg is one decoded stream message.
 type streamMsg struct {
-	kind    byte
-	node    string // the node whose set this is; for kindSyncReq, the node asked
-	version uint64
-	streams map[string]Role // kindFull, kindFullSync
-	op      byte            // kindDelta
-	stream  string          // kindDelta
-	from    string          // kindSyncReq: the node that asks
+	kind      byte
+	node      string // the node whose set this is; for kindSyncReq, the node asked
+	version   uint64
+	streams   map[string]Role   // kindFull, kindFullSync
+	upstreams map[string]string // kindFull, kindFullSync; nil when none is known
+	op        byte              // kindDelta
+	stream    string            // kindDelta
+	upstream  string            // kindDelta with opRelay; "" when unknown
+	from      string            // kindSyncReq: the node that asks
 }
 
-// Wire formats, version 1 (uv = unsigned varint, str = uv length + bytes):
+// set returns the stream set a full-set message carries.
+func (m *streamMsg) set() *streamSet {
+	return &streamSet{version: m.version, streams: m.streams, upstreams: m.upstreams}
+}
+
+// Wire formats, version 2 (uv = unsigned varint, str = uv length + bytes):
 //
-//	full, full-sync: byte 1 | byte kind | str node | uv version | uv n | n × (str stream | byte role)
-//	delta:           byte 1 | byte 3 | str node | uv version | byte op | str stream
-//	sync request:    byte 1 | byte 4 | str node asked | str node asking
-//	push-pull state: byte 1 | uv n | n × (str node | uv version | uv count | count × (str stream | byte role))
+//	full, full-sync: byte 2 | byte kind | str node | uv version | uv n | n × entry
+//	delta:           byte 2 | byte 3 | str node | uv version | entry
+//	sync request:    byte 2 | byte 4 | str node asked | str node asking
+//	push-pull state: byte 2 | uv n | n × (str node | uv version | uv count | count × entry)
 //
-// Roles: 1 origin, 2 relay; op 0 removes the stream. A delta to version v
-// applies to version v-1.
+//	entry in a set:  str stream | byte role | (role 2 only) str upstream
+//	entry in delta:  byte op | str stream | (op 2 only) str upstream
+//
+// Roles and ops: 1 origin, 2 relay; op 0 removes the stream. The upstream
+// is the id of the node a relay pulls the stream from (at most 128
+// bytes), empty when unknown. A delta to version v applies to version v-1.
 
 func encodeFull(kind byte, node string, s *streamSet) []byte {
 	b := append(make([]byte, 0, 16+len(node)+len(s.streams)*24), wireVersion, kind)
 	return appendSet(appendString(b, node), s)
 }
 
-func encodeDelta(node string, version uint64, op byte, stream string) []byte {
-	b := append(make([]byte, 0, 16+len(node)+len(stream)), wireVersion, kindDelta)
+// encodeDelta encodes one change; upstream is sent only with opRelay.
+func encodeDelta(node string, version uint64, op byte, stream, upstream string) []byte {
+	b := append(make([]byte, 0, 20+len(node)+len(stream)+len(upstream)), wireVersion, kindDelta)
 	b = appendString(b, node)
 	b = binary.AppendUvarint(b, version)
 	b = append(b, op)
-	return appendString(b, stream)
+	b = appendString(b, stream)
+	if op == opRelay {
+		b = appendString(b, upstream)
+	}
+	return b
 }
 
 func encodeSyncReq(node, from string) []byte {
@@ -117,9 +143,30 @@ func appendSet(b []byte, s *streamSet) []byte {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		b = append(appendString(b, n), roleOp(s.streams[n]))
+		op := roleOp(s.streams[n])
+		b = append(appendString(b, n), op)
+		if op == opRelay {
+			b = appendString(b, s.upstreams[n])
+		}
 	}
 	return b
+}
+
+// fitsGossip reports whether node's set s encodes as a full set in at
+// most fullSetLimit bytes, without encoding it. It overestimates: each
+// varint length is counted as 2 bytes, the version and count as 10.
+func fitsGossip(node string, s *streamSet) bool {
+	n := 24 + len(node)
+	for name, role := range s.streams {
+		n += len(name) + 3
+		if role == RoleRelay {
+			n += len(s.upstreams[name]) + 2
+		}
+		if n > fullSetLimit {
+			return false
+		}
+	}
+	return true
 }
 
 func roleOp(r Role) byte {
@@ -152,11 +199,14 @@ func decodeStreamMsg(b []byte) (streamMsg, error) {
 	case kindFull, kindFullSync:
 		var s streamSet
 		s, r.err = readSet(&r)
-		m.version, m.streams = s.version, s.streams
+		m.version, m.streams, m.upstreams = s.version, s.streams, s.upstreams
 	case kindDelta:
 		m.version = r.uvarint()
 		m.op = r.byte()
 		m.stream = r.str(maxStreamLen)
+		if m.op == opRelay {
+			m.upstream = r.str(maxIDLen)
+		}
 		if r.err == nil && m.op != opRemove {
 			if _, ok := opRole(m.op); !ok {
 				r.fail(fmt.Sprintf("delta op %d", m.op))
@@ -223,7 +273,8 @@ func decodeState(b []byte) (map[string]*streamSet, error) {
 	return sets, nil
 }
 
-// readSet reads "uv version | uv n | n × (str stream | byte role)".
+// readSet reads "uv version | uv n | n × (str stream | byte role |
+// (relay only) str upstream)". Empty upstreams are left out of the map.
 func readSet(r *reader) (streamSet, error) {
 	s := streamSet{version: r.uvarint()}
 	n := r.uvarint()
@@ -238,6 +289,10 @@ func readSet(r *reader) (streamSet, error) {
 	for i := uint64(0); i < n; i++ {
 		name := r.str(maxStreamLen)
 		role, ok := opRole(r.byte())
+		var up string
+		if role == RoleRelay {
+			up = r.str(maxIDLen)
+		}
 		if r.err != nil {
 			return streamSet{}, r.err
 		}
@@ -250,6 +305,12 @@ func readSet(r *reader) (streamSet, error) {
 			return streamSet{}, r.err
 		}
 		s.streams[name] = role
+		if up != "" {
+			if s.upstreams == nil {
+				s.upstreams = make(map[string]string)
+			}
+			s.upstreams[name] = up
+		}
 	}
 	return s, nil
 }

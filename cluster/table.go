@@ -9,8 +9,10 @@ import (
 // missing. Beyond it the node is simply behind until a full set arrives.
 const maxPending = 64
 
-// with returns a new set: s changed by op on stream, at version.
-func (s *streamSet) with(version uint64, op byte, stream string) *streamSet {
+// with returns a new set: s changed by op on stream, at version. upstream
+// counts only with opRelay ("" when unknown); any other op clears the
+// stream's upstream.
+func (s *streamSet) with(version uint64, op byte, stream, upstream string) *streamSet {
 	next := make(map[string]Role, len(s.streams)+1)
 	maps.Copy(next, s.streams)
 	if role, ok := opRole(op); ok {
@@ -18,7 +20,19 @@ func (s *streamSet) with(version uint64, op byte, stream string) *streamSet {
 	} else {
 		delete(next, stream)
 	}
-	return &streamSet{version: version, streams: next}
+	ups := s.upstreams
+	if _, had := ups[stream]; had || (op == opRelay && upstream != "") {
+		ups = make(map[string]string, len(s.upstreams)+1)
+		maps.Copy(ups, s.upstreams)
+		delete(ups, stream)
+		if op == opRelay && upstream != "" {
+			ups[stream] = upstream
+		}
+		if len(ups) == 0 {
+			ups = nil
+		}
+	}
+	return &streamSet{version: version, streams: next, upstreams: ups}
 }
 
 // table holds the stream sets of the other nodes, as the view loop
@@ -91,7 +105,7 @@ func (t *table) applyDelta(d streamMsg, now time.Time, member bool) (applied, fr
 		return false, false
 	}
 	if e.set != nil && d.version-1 == e.set.version {
-		e.set = e.set.with(d.version, d.op, d.stream)
+		e.set = e.set.with(d.version, d.op, d.stream, d.upstream)
 		e.drain()
 		return true, true
 	}
@@ -115,7 +129,7 @@ func (e *tableEntry) drain() {
 			return
 		}
 		delete(e.pending, e.set.version)
-		e.set = e.set.with(d.version, d.op, d.stream)
+		e.set = e.set.with(d.version, d.op, d.stream, d.upstream)
 	}
 }
 

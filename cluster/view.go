@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"slices"
 	"sort"
 	"time"
 )
@@ -50,6 +51,11 @@ type NodeInfo struct {
 	Load     Load     `json:"load"`
 	// Streams maps each stream this node holds to its role there.
 	Streams map[string]Role `json:"streams"`
+	// Upstreams maps each stream this node holds as relay to the id of
+	// the node it pulls the stream from, when known; nil or empty when
+	// it knows none. The View methods Upstream, Ancestors and Downstream
+	// read it.
+	Upstreams map[string]string `json:"upstreams,omitempty"`
 	// Updated is when this node's last load report arrived.
 	Updated time.Time `json:"updated"`
 }
@@ -126,4 +132,72 @@ func (v *View) Origin(stream string) (NodeInfo, bool) {
 		}
 	}
 	return NodeInfo{}, false
+}
+
+// Upstream returns the id of the node that node pulls stream from. ok is
+// false when node is not in the view, does not hold stream as relay, or
+// does not know its upstream. The upstream itself may be missing from the
+// view (it has just failed) or no longer hold the stream.
+func (v *View) Upstream(stream, node string) (upstream string, ok bool) {
+	i, in := v.byID[node]
+	if !in {
+		return "", false
+	}
+	n := &v.Nodes[i]
+	if n.Streams[stream] != RoleRelay {
+		return "", false
+	}
+	upstream = n.Upstreams[stream]
+	return upstream, upstream != ""
+}
+
+// Ancestors returns the chain of nodes that feed stream to node, nearest
+// first: node's upstream, that node's upstream, and so on towards the
+// origin. node itself is not listed; it is nil when node is the origin,
+// is not in the view or has no known upstream. The chain ends at the
+// first of:
+//
+//   - a node that holds stream as origin (listed last);
+//   - a node with no known upstream for stream, or that no longer holds
+//     it (listed last);
+//   - a node not in the view (listed last: it is named by the node before
+//     it, but where it pulls from is unknown);
+//   - a cycle: the next upstream is node or a node already listed (not
+//     listed again). Gossip from different nodes arrives at different
+//     times, so a view may briefly hold stale pointers that form a
+//     cycle (a relay that re-parented under a node whose own news has not
+//     arrived yet).
+//
+// It thus takes at most len(v.Nodes)+1 steps and never loops; each step
+// is a map lookup and a scan of the chain so far (as long as the relay
+// tree is deep). A relay choosing a new upstream must avoid its
+// descendants: the nodes whose Ancestors include it (see Downstream).
+// Check each listed node's State before relying on it.
+func (v *View) Ancestors(stream, node string) []string {
+	var out []string
+	for cur := node; ; {
+		up, ok := v.Upstream(stream, cur)
+		if !ok || up == node || slices.Contains(out, up) {
+			return out
+		}
+		out = append(out, up)
+		cur = up
+	}
+}
+
+// Downstream returns the ids of the nodes that pull stream from node (the
+// nodes whose upstream for stream is node), sorted, whatever their
+// state; nil when there are none. It looks only at stream's holders.
+func (v *View) Downstream(stream, node string) []string {
+	if node == "" {
+		return nil
+	}
+	var out []string
+	for _, j := range v.holders[stream] { // in id order
+		n := &v.Nodes[j]
+		if n.Streams[stream] == RoleRelay && n.Upstreams[stream] == node {
+			out = append(out, n.ID)
+		}
+	}
+	return out
 }

@@ -153,7 +153,7 @@ func (m *Membership) applyMsg(st *loopState, b []byte, now time.Time) (changed, 
 			m.seenSelf(msg.version)
 			return false, false
 		}
-		if !st.table.applyFull(msg.node, &streamSet{version: msg.version, streams: msg.streams}, now, isMember) {
+		if !st.table.applyFull(msg.node, msg.set(), now, isMember) {
 			return false, false
 		}
 		if msg.kind == kindFull {
@@ -192,7 +192,7 @@ func (m *Membership) seenSelf(version uint64) {
 		m.local.mu.Unlock()
 		return
 	}
-	s := &streamSet{version: version + 1, streams: cur.streams}
+	s := &streamSet{version: version + 1, streams: cur.streams, upstreams: cur.upstreams}
 	m.local.set = s
 	m.selfSet.Store(s)
 	m.encodeMetaLocked()
@@ -262,13 +262,14 @@ func (m *Membership) publish(st *loopState) {
 			continue
 		}
 		var streams map[string]Role
+		var upstreams map[string]string
 		if e := st.table.entries[name]; e != nil && e.set != nil {
-			streams = e.set.streams // immutable: shared by every view
+			streams, upstreams = e.set.streams, e.set.upstreams // immutable: shared by every view
 		}
 		nodes = append(nodes, NodeInfo{
 			ID: name, Region: mb.meta.Region, URL: mb.meta.URL, Media: mb.meta.Media,
 			State: mb.state, Capacity: mb.meta.Capacity, Load: mb.meta.Load,
-			Streams: streams, Updated: mb.updated,
+			Streams: streams, Upstreams: upstreams, Updated: mb.updated,
 		})
 	}
 	old := m.snap.Load()
