@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -280,6 +281,7 @@ type Stats struct {
 	Region          string        `json:"region"`
 	Publishers      int           `json:"publishers"`
 	Viewers         int           `json:"viewers"`
+	Relays          int           `json:"relays"`
 	PeerConnections int           `json:"peer_connections"`
 	Goroutines      int           `json:"goroutines"`
 	Streams         []StreamStats `json:"streams"`
@@ -287,8 +289,13 @@ type Stats struct {
 
 // StreamStats is one live stream's figures on this node.
 type StreamStats struct {
-	ID      string       `json:"id"`
+	ID string `json:"id"`
+	// Source is "publisher" on the stream's origin, "relay" on an edge.
+	Source string `json:"source"`
+	// Viewers counts WHEP viewers; Relays counts the nodes this node feeds
+	// the stream to.
 	Viewers int          `json:"viewers"`
+	Relays  int          `json:"relays"`
 	Tracks  []TrackStats `json:"tracks"`
 }
 
@@ -302,25 +309,41 @@ type TrackStats struct {
 func (n *Node) Stats() Stats {
 	n.mu.Lock()
 	st := Stats{ID: n.cfg.NodeID, Region: n.cfg.Region, PeerConnections: len(n.sessions), Streams: []StreamStats{}}
-	for _, s := range n.sessions {
-		if s.publish {
-			st.Publishers++
-		} else {
-			st.Viewers++
-		}
-	}
-	streams := make(map[string]*media.Hub, len(n.streams))
+	byStream := make(map[string]*StreamStats, len(n.streams))
+	hubs := make(map[string]*media.Hub, len(n.streams))
 	for name, s := range n.streams {
-		streams[name] = s.hub
+		src := "publisher"
+		if s.pub == nil {
+			src = "relay"
+		}
+		byStream[name] = &StreamStats{ID: name, Source: src}
+		hubs[name] = s.hub
+	}
+	for _, s := range n.sessions {
+		ss := byStream[s.stream]
+		switch {
+		case s.publish:
+			st.Publishers++
+		case s.relayFor != "":
+			st.Relays++
+			if ss != nil {
+				ss.Relays++
+			}
+		default:
+			st.Viewers++
+			if ss != nil {
+				ss.Viewers++
+			}
+		}
 	}
 	n.mu.Unlock()
-	for name, hub := range streams {
-		ss := StreamStats{ID: name, Viewers: hub.Viewers()}
-		for _, t := range hub.Tracks() {
+	for name, ss := range byStream {
+		for _, t := range hubs[name].Tracks() {
 			ss.Tracks = append(ss.Tracks, TrackStats{Kind: t.Kind().String(), Codec: t.Codec().MimeType})
 		}
-		st.Streams = append(st.Streams, ss)
+		st.Streams = append(st.Streams, *ss)
 	}
+	sort.Slice(st.Streams, func(i, j int) bool { return st.Streams[i].ID < st.Streams[j].ID })
 	st.Goroutines = runtime.NumGoroutine()
 	return st
 }

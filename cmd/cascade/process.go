@@ -22,10 +22,12 @@ import (
 // cluster.bind is set), the management API and the pages.
 type process struct {
 	cfg      config.Config
+	base     string // this process's public base URL
 	node     *node.Node          // nil for role balancer
 	member   *cluster.Membership // nil without a cluster
 	redirect *balancer.Redirector
 	nodes    *api.Nodes
+	trees    *api.Trees
 	pages    *api.Pages
 
 	drainOnce sync.Once
@@ -34,7 +36,7 @@ type process struct {
 
 // start builds and starts the parts the configuration asks for.
 func start(cfg config.Config, log *zap.Logger, base string) (*process, error) {
-	p := &process{cfg: cfg, pages: api.NewPages(), drained: make(chan struct{})}
+	p := &process{cfg: cfg, base: base, pages: api.NewPages(), drained: make(chan struct{})}
 	var hooks node.Hooks
 	if cfg.Cluster.Bind != "" {
 		hooks.Streams = streamRegistry{p}
@@ -93,6 +95,7 @@ func start(cfg config.Config, log *zap.Logger, base string) (*process, error) {
 		})
 	}
 	p.nodes = &api.Nodes{View: p.view, Self: cfg.NodeID, AdminToken: cfg.AdminToken()}
+	p.trees = &api.Trees{View: p.view}
 	if p.node != nil {
 		p.nodes.Drain = func() { go p.drain(log) }
 	}
@@ -104,7 +107,7 @@ func (p *process) view() *cluster.View {
 	if p.member != nil {
 		return p.member.View()
 	}
-	self := cluster.NodeInfo{ID: p.cfg.NodeID, Region: p.cfg.Region, Media: p.node != nil,
+	self := cluster.NodeInfo{ID: p.cfg.NodeID, Region: p.cfg.Region, URL: p.base, Media: p.node != nil,
 		State: cluster.StateAlive, Streams: map[string]cluster.Role{}, Updated: time.Now()}
 	if p.node != nil {
 		self.Load = p.load()
@@ -139,7 +142,7 @@ func (p *process) route(ctx *fasthttp.RequestCtx) {
 	if p.node != nil && p.node.Handle(ctx) {
 		return
 	}
-	if p.nodes.Handle(ctx) {
+	if p.nodes.Handle(ctx) || p.trees.Handle(ctx) {
 		return
 	}
 	path := string(ctx.Path())
