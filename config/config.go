@@ -50,6 +50,8 @@ type Config struct {
 
 	// API configures the management API (/v1/...).
 	API APIConfig `yaml:"api"`
+	// Debug configures diagnostics.
+	Debug DebugConfig `yaml:"debug"`
 	// Relay configures how nodes pull streams from each other.
 	Relay RelayConfig `yaml:"relay"`
 
@@ -79,6 +81,14 @@ type RelayConfig struct {
 	// upstream before it looks for another (multiplied by its depth in the
 	// tree, so the relay nearest the trouble moves first). Default 1500ms.
 	SilenceTimeout time.Duration `yaml:"silence_timeout"`
+}
+
+// DebugConfig configures diagnostics for developers and operators.
+type DebugConfig struct {
+	// PprofListen is a host:port serving Go's net/http/pprof profiles (CPU,
+	// heap, goroutines) on its own listener; "" serves none. Keep it on
+	// loopback. Default "".
+	PprofListen string `yaml:"pprof_listen"`
 }
 
 // APIConfig configures the management API.

@@ -111,6 +111,10 @@ func (c Config) Validate() error {
 		p.add("relay.silence_timeout", "%s must be positive", c.Relay.SilenceTimeout)
 	}
 
+	if c.Debug.PprofListen != "" {
+		p.hostPort("debug.pprof_listen", c.Debug.PprofListen)
+	}
+
 	p.oneOf("role", c.Role, roles)
 	c.validateCluster(&p)
 

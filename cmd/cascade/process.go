@@ -22,7 +22,7 @@ import (
 // cluster.bind is set), the management API and the pages.
 type process struct {
 	cfg      config.Config
-	base     string // this process's public base URL
+	base     string              // this process's public base URL
 	node     *node.Node          // nil for role balancer
 	member   *cluster.Membership // nil without a cluster
 	redirect *balancer.Redirector

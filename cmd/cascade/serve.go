@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 
@@ -94,6 +96,15 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		ln.Close()
 		return err
 	}
+	if cfg.Debug.PprofListen != "" {
+		stopPprof, err := servePprof(cfg.Debug.PprofListen, log)
+		if err != nil {
+			p.close(log)
+			ln.Close()
+			return err
+		}
+		defer stopPprof()
+	}
 	srv := &fasthttp.Server{
 		Handler:               p.route,
 		Name:                  "cascade",
@@ -144,6 +155,32 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	_ = srv.ShutdownWithContext(shutdownCtx)
 	p.close(log)
 	return nil
+}
+
+// servePprof serves net/http/pprof on its own listener until the returned
+// function is called.
+func servePprof(addr string, log *zap.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug.pprof_listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	log.Info("pprof serving", zap.String("addr", ln.Addr().String()))
+	return func() {
+		_ = srv.Close()
+		<-done
+	}, nil
 }
 
 // baseURL is the URL people reach this node at: the configured public URL,
