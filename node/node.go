@@ -277,14 +277,24 @@ func (n *Node) serveResource(ctx *fasthttp.RequestCtx, publish bool, name, id st
 
 // Stats is a snapshot of the node's load.
 type Stats struct {
-	ID              string        `json:"id"`
-	Region          string        `json:"region"`
-	Publishers      int           `json:"publishers"`
-	Viewers         int           `json:"viewers"`
-	Relays          int           `json:"relays"`
-	PeerConnections int           `json:"peer_connections"`
-	Goroutines      int           `json:"goroutines"`
-	Streams         []StreamStats `json:"streams"`
+	ID              string `json:"id"`
+	Region          string `json:"region"`
+	Publishers      int    `json:"publishers"`
+	Viewers         int    `json:"viewers"`
+	Relays          int    `json:"relays"`
+	PeerConnections int    `json:"peer_connections"`
+	Goroutines      int    `json:"goroutines"`
+	// MediaWrites counts the media socket's datagrams: sent in batches
+	// (and the batches' sendmmsg calls), and written one by one.
+	MediaWrites MediaWrites   `json:"media_writes"`
+	Streams     []StreamStats `json:"streams"`
+}
+
+// MediaWrites describes how the media socket's datagrams were written.
+type MediaWrites struct {
+	Batches uint64 `json:"batches"`
+	Batched uint64 `json:"batched"`
+	Direct  uint64 `json:"direct"`
 }
 
 // StreamStats is one live stream's figures on this node.
@@ -345,6 +355,10 @@ func (n *Node) Stats() Stats {
 	}
 	sort.Slice(st.Streams, func(i, j int) bool { return st.Streams[i].ID < st.Streams[j].ID })
 	st.Goroutines = runtime.NumGoroutine()
+	if n.tr.batch != nil {
+		w := &st.MediaWrites
+		w.Batches, w.Batched, w.Direct = n.tr.batch.batchStats()
+	}
 	return st
 }
 

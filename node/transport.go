@@ -23,6 +23,7 @@ import (
 // interceptors: the hub answers NACKs from its shared history).
 type transport struct {
 	udp     net.PacketConn
+	batch   *batchConn // udp with batched writes; nil where unsupported
 	tcp     net.Listener
 	port    int
 	udpMux  ice.UDPMux
@@ -39,7 +40,12 @@ func newTransport(cfg config.MediaConfig) (*transport, error) {
 	if err := t.bind(cfg); err != nil {
 		return nil, err
 	}
-	t.udpMux = webrtc.NewICEUDPMux(nil, t.udp)
+	var udp net.PacketConn = t.udp
+	if bc, err := newBatchConn(t.udp.(*net.UDPConn)); err == nil {
+		t.batch = bc
+		udp = bc
+	}
+	t.udpMux = webrtc.NewICEUDPMux(nil, udp)
 	if t.tcp != nil {
 		t.tcpMux = webrtc.NewICETCPMux(nil, t.tcp, 32)
 	}
@@ -179,7 +185,9 @@ func (t *transport) close() {
 	if t.tcpMux != nil {
 		t.tcpMux.Close()
 	}
-	if t.udp != nil {
+	if t.batch != nil {
+		t.batch.Close() // sends what is queued, then closes udp
+	} else if t.udp != nil {
 		t.udp.Close()
 	}
 	if t.tcp != nil {
