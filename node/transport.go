@@ -50,24 +50,7 @@ func newTransport(cfg config.MediaConfig) (*transport, error) {
 		t.tcpMux = webrtc.NewICETCPMux(nil, t.tcp, 32)
 	}
 
-	pubEngine, err := mediaEngine(true)
-	if err != nil {
-		t.close()
-		return nil, err
-	}
-	pubInterceptors := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(pubEngine, pubInterceptors); err != nil {
-		t.close()
-		return nil, fmt.Errorf("publish interceptors: %w", err)
-	}
-	playEngine, err := mediaEngine(false)
-	if err != nil {
-		t.close()
-		return nil, err
-	}
 	se := t.settingEngine(cfg)
-	t.publish = webrtc.NewAPI(webrtc.WithMediaEngine(pubEngine),
-		webrtc.WithInterceptorRegistry(pubInterceptors), webrtc.WithSettingEngine(se))
 	// A relay pull offers, so its ICE agent controls and picks the pair:
 	// pion's default acceptance waits (srflx 500 ms, prflx 1 s) would add
 	// to every relay's join time; node-to-node candidates are host ones.
@@ -75,20 +58,16 @@ func newTransport(cfg config.MediaConfig) (*transport, error) {
 	relaySE.SetHostAcceptanceMinWait(0)
 	relaySE.SetSrflxAcceptanceMinWait(0)
 	relaySE.SetPrflxAcceptanceMinWait(0)
-	relayEngine, err := mediaEngine(true)
+	var err error
+	if t.publish, err = newAPI(true, se); err == nil {
+		if t.relay, err = newAPI(true, relaySE); err == nil {
+			t.play, err = newAPI(false, se)
+		}
+	}
 	if err != nil {
 		t.close()
 		return nil, err
 	}
-	relayInterceptors := &interceptor.Registry{}
-	if err := webrtc.RegisterDefaultInterceptors(relayEngine, relayInterceptors); err != nil {
-		t.close()
-		return nil, fmt.Errorf("relay interceptors: %w", err)
-	}
-	t.relay = webrtc.NewAPI(webrtc.WithMediaEngine(relayEngine),
-		webrtc.WithInterceptorRegistry(relayInterceptors), webrtc.WithSettingEngine(relaySE))
-	t.play = webrtc.NewAPI(webrtc.WithMediaEngine(playEngine),
-		webrtc.WithInterceptorRegistry(&interceptor.Registry{}), webrtc.WithSettingEngine(se))
 	return t, nil
 }
 
@@ -146,6 +125,25 @@ func (t *transport) settingEngine(cfg config.MediaConfig) webrtc.SettingEngine {
 	// resources freed.
 	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
 	return se
+}
+
+// newAPI builds a pion API on se. A receiving API (publish or relay pull)
+// gets pion's default interceptors: NACK generation, receiver reports and
+// transport-wide congestion control feedback. A sending (play) API gets
+// none: the hub answers NACKs from its shared history.
+func newAPI(receiving bool, se webrtc.SettingEngine) (*webrtc.API, error) {
+	engine, err := mediaEngine(receiving)
+	if err != nil {
+		return nil, err
+	}
+	reg := &interceptor.Registry{}
+	if receiving {
+		if err := webrtc.RegisterDefaultInterceptors(engine, reg); err != nil {
+			return nil, fmt.Errorf("media: interceptors: %w", err)
+		}
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(engine), webrtc.WithInterceptorRegistry(reg),
+		webrtc.WithSettingEngine(se)), nil
 }
 
 // mediaEngine registers Cascade's codecs; the publish engine also
