@@ -39,11 +39,12 @@ test-deps:
 	fi
 	@command -v chromium >/dev/null 2>&1 || { echo "chromium is required for the browser tests and could not be installed"; exit 1; }
 
-## bench: hot-path benchmarks with allocation counts, then the viewers-vs-CPU load run
-bench: bench-micro bench-load
+## bench: hot-path benchmarks with allocation counts, then `cascade bench` (fanout) on a fresh build
+bench: bench-micro build
+	./$(BIN) bench --scenario fanout --viewers 50,100,200,400 --duration 10s --taskset-server 0 --taskset-bench 1
 
 bench-micro:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./media/
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./media/ ./balancer/ ./node/
 
 ## bench-load: one real node, a 2.5 Mbit/s publisher, 25..200 pion viewers: CPU, loss, RSS
 bench-load:

@@ -4,8 +4,17 @@
 // Publisher sends encoder-shaped VP8 or H264 video and Opus audio whose
 // payloads carry a send timestamp and a per-track counter (see Stamp), and a
 // Viewer counts packets, bytes, loss, join time and end-to-end delay per
-// track. The end-to-end tests drive a real node with it, and the future
-// `cascade bench` command will build on it.
+// track, with no allocation per packet. The end-to-end tests drive a real
+// node with them.
+//
+// Run is `cascade bench`: it starts a node (or reaches one by URL),
+// publishes, measures a zero-viewer baseline, then runs a scenario (fanout,
+// streams or churn) in bounded steps (Ramp), reading the node's CPU and
+// memory from /proc and the generator's own CPU from /proc/self. Each step
+// becomes a Step of figures (throughput, loss, join time, delay, CPU per
+// forwarded packet, viewers per core, memory per viewer) in a Report,
+// printed as a table and written as JSON, CSV or a PNG plot. Viewers send
+// no NACKs, so loss is what the node delivered, before any repair.
 //
 // Signalling follows RFC 9725 (WHIP) and the WHEP draft
 // (draft-ietf-wish-whep): POST an offer, get 201 with the answer and a

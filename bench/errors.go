@@ -21,6 +21,26 @@ var (
 	ErrUnknownCodec = errors.New("bench: unknown codec")
 	// ErrBadFragment means an ICE restart answer fragment lacked ice-ufrag or ice-pwd.
 	ErrBadFragment = errors.New("bench: answer fragment without ice-ufrag/ice-pwd")
+	// ErrBadOption means a load-run option is missing, out of range or in
+	// conflict with another; the message names the option.
+	ErrBadOption = errors.New("bench: bad option")
+	// ErrScenarioUnavailable means the scenario exists in the plan but not
+	// yet in the code (cluster needs the balancer).
+	ErrScenarioUnavailable = errors.New("not available yet")
+	// ErrServerExited means the cascade process the bench started exited
+	// before it was ready or before the run ended.
+	ErrServerExited = errors.New("bench: cascade server exited")
+	// ErrNoKeyframe means a viewer connected but no video keyframe arrived
+	// within the join timeout.
+	ErrNoKeyframe = errors.New("bench: no keyframe")
+
+	// errNoSteps means a plot was asked of a run without steps (churn).
+	errNoSteps = errors.New("bench: the plot needs a run with steps (fanout or streams)")
+	// errInFlight means a churn join was skipped because too many were
+	// still in flight: the node (or the generator) is not keeping up.
+	errInFlight = errors.New("bench: too many joins in flight")
+	// errGaveUp marks the joins a step did not attempt after too many failed.
+	errGaveUp = errors.New("bench: not attempted after too many failed joins")
 )
 
 // StatusError is a signalling response with an unexpected status. Tests use

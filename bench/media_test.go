@@ -260,7 +260,7 @@ func TestCountSeq(t *testing.T) {
 			for _, s := range tc.seqs {
 				c.countSeq(s)
 			}
-			s := c.snapshot()
+			s := c.snapshot(true)
 			if s.Expected != tc.expected || s.Lost != tc.lost || s.Duplicates != tc.dups || s.Reordered != tc.reordered ||
 				s.Gaps != tc.gap || s.MaxJump != tc.maxJump || s.MaxBackJump != tc.maxBack {
 				t.Errorf("got expected %d lost %d dups %d reordered %d gaps %d maxJump %d maxBack %d; want %d %d %d %d %d %d %d",
@@ -278,7 +278,7 @@ func TestCountStamp(t *testing.T) {
 		s.Sent = now.Add(-5 * time.Millisecond).UnixNano()
 		c.countStamp(now, s)
 	}
-	s := c.snapshot()
+	s := c.snapshot(true)
 	if s.Stamped != 6 || s.StampLost != 2 || s.Sources != 2 || s.Source != 2 {
 		t.Errorf("stamped %d lost %d sources %d source %d; want 6 2 2 2", s.Stamped, s.StampLost, s.Sources, s.Source)
 	}
@@ -287,10 +287,13 @@ func TestCountStamp(t *testing.T) {
 	}
 }
 
-// TestReadPathAllocs checks the viewer's per-packet path allocates nothing.
+// TestReadPathAllocs checks the viewer's per-packet path allocates nothing,
+// delay histograms and the first-keyframe signal included.
 func TestReadPathAllocs(t *testing.T) {
 	pkts := rtpPackets(t)
-	c := trackCounter{format: formatVP8, start: time.Now(), delays: make([]int64, 64)}
+	keys := 0
+	c := trackCounter{format: formatVP8, video: true, start: time.Now(), delays: make([]int64, 64),
+		onKey: func() { keys++ }}
 	i := 0
 	allocs := testing.AllocsPerRun(1000, func() {
 		c.add(time.Now(), pkts[i%len(pkts)])
@@ -298,6 +301,32 @@ func TestReadPathAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%.1f allocs per packet, want 0", allocs)
+	}
+	if keys != 1 {
+		t.Errorf("first-keyframe signal ran %d times, want once", keys)
+	}
+}
+
+// TestDrainDelays checks every stamped packet lands in the delay histogram
+// and each frame's marker packet in the frame histogram, and that a drain
+// empties them.
+func TestDrainDelays(t *testing.T) {
+	pkts := rtpPackets(t) // a keyframe and a delta frame
+	c := trackCounter{format: formatVP8, video: true, start: time.Now(), delays: make([]int64, 64)}
+	for _, p := range pkts {
+		c.add(time.Now(), p)
+	}
+	var all, frames Histogram
+	c.drain(&all, &frames)
+	if all.Count() != uint64(len(pkts)) || frames.Count() != 2 {
+		t.Errorf("drained %d packet delays and %d frame delays, want %d and 2", all.Count(), frames.Count(), len(pkts))
+	}
+	c.drain(&all, &frames)
+	if all.Count() != uint64(len(pkts)) || frames.Count() != 2 {
+		t.Errorf("a second drain added samples: %d, %d", all.Count(), frames.Count())
+	}
+	if s := c.snapshot(false); s.Packets != uint64(len(pkts)) || s.Delay.Samples != 0 {
+		t.Errorf("counters without delays: %d packets, %d delay samples", s.Packets, s.Delay.Samples)
 	}
 }
 

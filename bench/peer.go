@@ -26,10 +26,11 @@ type peer struct {
 	connOnce  sync.Once
 	endOnce   sync.Once
 
-	// mu guards closed, connectedAt and the wg.Add calls made after Close
-	// may have started waiting.
+	// mu guards closed, the times below and the wg.Add calls made after
+	// Close may have started waiting.
 	mu          sync.Mutex
 	closed      bool
+	postedAt    time.Duration
 	connectedAt time.Duration
 	answeredAt  time.Duration
 	wg          sync.WaitGroup
@@ -94,6 +95,9 @@ func (p *peer) signal(ctx context.Context, hc *http.Client, endpoint, token stri
 	if stripCands {
 		sdp = stripCandidates(sdp)
 	}
+	p.mu.Lock()
+	p.postedAt = time.Since(p.start)
+	p.mu.Unlock()
 	sess, answer, err := postOffer(ctx, hc, endpoint, token, sdp)
 	if err != nil {
 		return err

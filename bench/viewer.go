@@ -48,6 +48,9 @@ type Viewer struct {
 	delaySamples int
 	// tracks is written under peer.mu by OnTrack.
 	tracks [2]*trackCounter // audio, video
+	// keyframe is closed at the first video keyframe.
+	keyframe chan struct{}
+	keyOnce  sync.Once
 }
 
 // Play POSTs a recvonly offer to a WHEP endpoint (url), waits until ICE and
@@ -68,7 +71,7 @@ func Play(ctx context.Context, url string, opts ViewerOptions) (*Viewer, error) 
 	if err != nil {
 		return nil, err
 	}
-	v := &Viewer{peer: pr, delaySamples: opts.DelaySamples}
+	v := &Viewer{peer: pr, delaySamples: opts.DelaySamples, keyframe: make(chan struct{})}
 	if err := v.setup(ctx, url, opts); err != nil {
 		_ = v.Close()
 		return nil, fmt.Errorf("play %s: %w", url, err)
@@ -116,11 +119,15 @@ func (v *Viewer) onTrack(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	}
 	c := &trackCounter{
 		kind:   t.Kind().String(),
+		video:  idx == 1,
 		codec:  t.Codec().MimeType,
 		format: formatOf(t.Codec().MimeType),
 		ssrc:   uint32(t.SSRC()),
 		start:  v.start,
 		delays: make([]int64, v.delaySamples),
+	}
+	if c.video {
+		c.onKey = v.gotKeyframe
 	}
 	v.mu.Lock()
 	if v.tracks[idx] != nil {
@@ -133,20 +140,48 @@ func (v *Viewer) onTrack(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	v.goFunc(func() { c.readLoop(t) })
 }
 
+func (v *Viewer) gotKeyframe() { v.keyOnce.Do(func() { close(v.keyframe) }) }
+
+// Keyframe is closed when the first video keyframe arrives.
+func (v *Viewer) Keyframe() <-chan struct{} { return v.keyframe }
+
 // Stats returns a snapshot of the viewer's counters.
-func (v *Viewer) Stats() ViewerStats {
+func (v *Viewer) Stats() ViewerStats { return v.stats(true) }
+
+// Counters is Stats without the delay percentiles (TrackStats.Delay is
+// zero): it sorts nothing, so a load generator can call it for every one
+// of hundreds of viewers at the edges of a measurement window.
+func (v *Viewer) Counters() ViewerStats { return v.stats(false) }
+
+func (v *Viewer) stats(delays bool) ViewerStats {
 	v.mu.Lock()
-	s := ViewerStats{Answered: v.answeredAt, Connected: v.connectedAt}
+	s := ViewerStats{Posted: v.postedAt, Answered: v.answeredAt, Connected: v.connectedAt}
 	tracks := v.tracks
 	v.mu.Unlock()
 	s.State = v.pc.ConnectionState()
 	if tracks[0] != nil {
-		s.Audio = tracks[0].snapshot()
+		s.Audio = tracks[0].snapshot(delays)
 	}
 	if tracks[1] != nil {
-		s.Video = tracks[1].snapshot()
+		s.Video = tracks[1].snapshot(delays)
 	}
 	return s
+}
+
+// DrainDelays adds the end-to-end delays recorded since the last call (or
+// since the viewer started) to all, every stamped packet of both tracks,
+// and to frames, the video packets with the marker bit (the last packet
+// of each frame), then forgets them. Either may be nil to discard. A
+// measurement window drains at its start and at its end.
+func (v *Viewer) DrainDelays(all, frames *Histogram) {
+	v.mu.Lock()
+	tracks := v.tracks
+	v.mu.Unlock()
+	for _, c := range tracks {
+		if c != nil {
+			c.drain(all, frames)
+		}
+	}
 }
 
 // Close sends DELETE, closes the PeerConnection and waits for the read
@@ -154,8 +189,11 @@ func (v *Viewer) Stats() ViewerStats {
 // the session).
 func (v *Viewer) Close() error { return v.close(nil) }
 
-// ViewerStats is a snapshot of a Viewer. Durations are since Play began.
+// ViewerStats is a snapshot of a Viewer. Durations are since Play began:
+// Posted is when the offer was POSTed (after ICE gathering), Answered when
+// the answer arrived, Connected when ICE and DTLS were up.
 type ViewerStats struct {
+	Posted              time.Duration
 	Answered, Connected time.Duration
 	State               webrtc.PeerConnectionState
 	Audio, Video        TrackStats
@@ -213,10 +251,13 @@ type DelayStats struct {
 // trackCounter is one received track's counters, written by its read loop.
 type trackCounter struct {
 	kind, codec string
+	video       bool
 	format      payloadFormat
-	ssrc        uint32
-	start       time.Time
-	replaced    int
+	// onKey, if set, runs at the first keyframe (under mu).
+	onKey    func()
+	ssrc     uint32
+	start    time.Time
+	replaced int
 
 	// mu guards everything below.
 	mu                    sync.Mutex
@@ -236,6 +277,9 @@ type trackCounter struct {
 	lastStamp             uint32
 	delays                []int64 // ring of nanoseconds
 	delayN                int
+	// hist holds every stamped packet's delay and frames the delay of
+	// video packets with the marker bit, since the last drain.
+	hist, frames Histogram
 }
 
 // readLoop reads until the track ends (the PeerConnection closed).
@@ -257,6 +301,7 @@ func (c *trackCounter) add(now time.Time, pkt []byte) {
 		return
 	}
 	info := parsePayload(c.format, payload)
+	marker := pkt[1]&0x80 != 0
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.packets++
@@ -270,10 +315,16 @@ func (c *trackCounter) add(now time.Time, pkt []byte) {
 		c.keyframes++
 		if c.firstKey == 0 {
 			c.firstKey = now.Sub(c.start)
+			if c.onKey != nil {
+				c.onKey()
+			}
 		}
 	}
 	if info.Stamped {
-		c.countStamp(now, info.Stamp)
+		d := c.countStamp(now, info.Stamp)
+		if marker && c.video {
+			c.frames.Add(d)
+		}
 	}
 }
 
@@ -328,7 +379,8 @@ func (c *trackCounter) countSeq(seq uint16) {
 	}
 }
 
-func (c *trackCounter) countStamp(now time.Time, s Stamp) {
+// countStamp counts a stamp and returns the packet's end-to-end delay.
+func (c *trackCounter) countStamp(now time.Time, s Stamp) time.Duration {
 	c.stamped++
 	switch {
 	case c.sources == 0 || s.Source != c.source:
@@ -338,11 +390,29 @@ func (c *trackCounter) countStamp(now time.Time, s Stamp) {
 		c.stampLost += uint64(s.Seq - c.lastStamp - 1)
 		c.lastStamp = s.Seq
 	}
-	c.delays[c.delayN%len(c.delays)] = now.UnixNano() - s.Sent
+	d := now.UnixNano() - s.Sent
+	c.delays[c.delayN%len(c.delays)] = d
 	c.delayN++
+	c.hist.Add(time.Duration(d))
+	return time.Duration(d)
 }
 
-func (c *trackCounter) snapshot() TrackStats {
+// drain moves the delay histograms into all and frames (nil discards).
+func (c *trackCounter) drain(all, frames *Histogram) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if all != nil {
+		all.Merge(&c.hist)
+	}
+	if frames != nil {
+		frames.Merge(&c.frames)
+	}
+	c.hist.Reset()
+	c.frames.Reset()
+}
+
+// snapshot returns the counters, with delay percentiles when delays is set.
+func (c *trackCounter) snapshot(delays bool) TrackStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t := TrackStats{
@@ -360,7 +430,7 @@ func (c *trackCounter) snapshot() TrackStats {
 		t.Lost = int64(t.Expected) - int64(c.unique)
 	}
 	n := min(c.delayN, len(c.delays))
-	if n > 0 {
+	if delays && n > 0 {
 		d := slices.Clone(c.delays[:n])
 		slices.Sort(d)
 		t.Delay = DelayStats{

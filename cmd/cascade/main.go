@@ -17,6 +17,7 @@ const usage = `usage: cascade <command> [flags]
 
 commands:
   serve                 run a media node (see cascade serve -h)
+  bench                 load a node with WebRTC publishers and viewers and measure it (see cascade bench -h)
   config validate FILE  check a configuration file and print every problem
   version               print the version
 `
@@ -41,6 +42,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "bench":
+		return benchCommand(args[1:], stdout, stderr)
 	case "config":
 		return configCommand(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
