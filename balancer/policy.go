@@ -170,12 +170,19 @@ func Choose(v *cluster.View, req Request, p Policy) (cluster.NodeInfo, error) {
 	order := p.RegionOrder[req.Region]
 	streamHash := hashString(fnvOffset, req.Stream)
 	origin := -1
+	live := false // the stream's origin is alive or draining: it still has its publisher
 	for i := range v.Nodes {
 		n := &v.Nodes[i]
-		if !n.Media || n.State != cluster.StateAlive {
+		if !n.Media {
 			continue
 		}
 		role, holds := n.Streams[req.Stream]
+		if holds && role == cluster.RoleOrigin && (n.State == cluster.StateAlive || n.State == cluster.StateDraining) {
+			live = true
+		}
+		if n.State != cluster.StateAlive {
+			continue
+		}
 		c := candidate{
 			n:      n,
 			rank:   rendezvous(streamHash, n.ID),
@@ -203,7 +210,7 @@ func Choose(v *cluster.View, req Request, p Policy) (cluster.NodeInfo, error) {
 		return cluster.NodeInfo{}, ErrNoCapacity
 	}
 
-	if origin < 0 {
+	if !live {
 		return cluster.NodeInfo{}, ErrNotLive
 	}
 	c := p.loadFactor()

@@ -318,6 +318,21 @@ func TestChoose(t *testing.T) {
 			req: play("s", "eu"), want: "eu-b",
 		},
 
+		{
+			name: "a live stream whose origin drains still gets viewers, on a node that will pull it",
+			nodes: []cluster.NodeInfo{
+				node("eu-a", "eu", state(cluster.StateDraining), originOf("s")), node("eu-b", "eu"),
+			},
+			req: play("s", "eu"), want: "eu-b",
+		},
+		{
+			name: "a stream whose origin is suspect is not live",
+			nodes: []cluster.NodeInfo{
+				node("eu-a", "eu", state(cluster.StateSuspect), originOf("s")), node("eu-b", "eu"),
+			},
+			req: play("s", "eu"), err: ErrNotLive,
+		},
+
 		// Who gets nothing.
 		{
 			name: "suspect and draining nodes get no viewer",

@@ -125,6 +125,7 @@ const (
 	bodyBadName    = "invalid stream name: use 1 to 128 of A-Z a-z 0-9 - _ . ~\n"
 	bodyNoToken    = "missing token: send Authorization: Bearer <token>\n"
 	bodyWrongToken = "wrong token\n"
+	bodyBadGrant   = "redirect grant refused: it is not valid for this node and stream, or has expired\n"
 	bodyNotLive    = "stream is not live: nobody is publishing it\n"
 	bodyNoCapacity = "no node has room for this stream now; retry later\n"
 	bodyNoURL      = "the chosen node has no public URL; retry later\n"
@@ -310,6 +311,12 @@ func (r *Redirector) authorize(ctx *fasthttp.RequestCtx, kind Kind, name []byte)
 	got := bytes.TrimSpace(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
 	if len(got) > 7 && bytes.EqualFold(got[:7], []byte("bearer ")) {
 		got = bytes.TrimSpace(got[7:])
+	}
+	if len(got) == 0 && ctx.QueryArgs().Has("grant") {
+		// A grant that is not valid here (forged, for another node or
+		// stream, or expired) is a refused credential, not a missing one.
+		r.refuse(ctx, kind, name, nil, fasthttp.StatusForbidden, bodyBadGrant, nil)
+		return false
 	}
 	if len(got) == 0 {
 		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="cascade"`)

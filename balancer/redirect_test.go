@@ -257,17 +257,17 @@ func TestRedirectLeavesGrantedPostsToTheNode(t *testing.T) {
 			uri: "/whep/live?grant=" + SignGrant(testKey, Play, "live", "eu-b", t0)},
 		{name: "a grant for another node is balanced", self: "us-b", uri: "/whep/live?grant=" + forEuB,
 			token: "play-secret", handled: true, status: 307},
-		{name: "a grant for another node needs the token", self: "eu-c", uri: "/whep/live?grant=" + forEuB,
-			handled: true, status: 401},
+		{name: "a grant for another node without the token is refused", self: "eu-c", uri: "/whep/live?grant=" + forEuB,
+			handled: true, status: 403},
 		{name: "a grant for another stream is balanced", self: "eu-b",
 			uri:     "/whep/live?grant=" + SignGrant(testKey, Play, "other", "eu-b", t0.Add(time.Minute)),
-			handled: true, status: 401},
+			handled: true, status: 403},
 		{name: "a grant for another kind is balanced", self: "eu-b",
 			uri:     "/whip/live?grant=" + forEuB,
-			handled: true, status: 401},
+			handled: true, status: 403},
 		{name: "a grant signed with another key is balanced", self: "eu-b",
 			uri:     "/whep/live?grant=" + SignGrant(otherKey, Play, "live", "eu-b", t0.Add(time.Minute)),
-			handled: true, status: 401},
+			handled: true, status: 403},
 		{name: "a balancer-only process balances every POST", uri: "/whep/live?grant=" + forEuB,
 			token: "play-secret", handled: true, status: 307},
 	}
@@ -283,8 +283,8 @@ func TestRedirectLeavesGrantedPostsToTheNode(t *testing.T) {
 	t.Run("an empty key honours no grant", func(t *testing.T) {
 		r := newTestRedirector(t, testView(), func(o *Options) { o.Self, o.Key = "eu-b", nil })
 		ctx, handled := do(r, post("/whep/live?grant="+SignGrant(nil, Play, "live", "eu-b", t0.Add(time.Minute)), ""))
-		if !handled || ctx.Response.StatusCode() != 401 {
-			t.Fatalf("Handle = %v, status %d; want true, 401", handled, ctx.Response.StatusCode())
+		if !handled || ctx.Response.StatusCode() != 403 {
+			t.Fatalf("Handle = %v, status %d; want true, 403", handled, ctx.Response.StatusCode())
 		}
 	})
 }

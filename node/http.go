@@ -63,13 +63,14 @@ func authorize(ctx *fasthttp.RequestCtx, want string) bool {
 }
 
 // cors answers the CORS headers for a request from an allowed origin
-// (RFC 9725 §4.1 expects browser clients). allowed may hold "*".
-func cors(ctx *fasthttp.RequestCtx, allowed []string) {
+// (RFC 9725 §4.1 expects browser clients). allowed may hold "*"; allow
+// admits the request's origin whatever it is.
+func cors(ctx *fasthttp.RequestCtx, allowed []string, allow bool) {
 	origin := string(ctx.Request.Header.Peek(fasthttp.HeaderOrigin))
 	if origin == "" {
 		return
 	}
-	ok := false
+	ok := allow
 	for _, a := range allowed {
 		if a == "*" || strings.EqualFold(a, origin) {
 			ok = true

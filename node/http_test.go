@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -42,7 +43,7 @@ func TestAuthorize(t *testing.T) {
 
 func TestCORS(t *testing.T) {
 	ctx := request(map[string]string{"Origin": "https://player.example"})
-	cors(ctx, []string{"https://other.example", "https://player.example"})
+	cors(ctx, []string{"https://other.example", "https://player.example"}, false)
 	if got := string(ctx.Response.Header.Peek("Access-Control-Allow-Origin")); got != "https://player.example" {
 		t.Fatalf("allowed origin echoed as %q", got)
 	}
@@ -50,12 +51,12 @@ func TestCORS(t *testing.T) {
 		t.Fatal("Location and ETag must be exposed to browser clients")
 	}
 	ctx = request(map[string]string{"Origin": "https://evil.example"})
-	cors(ctx, []string{"https://player.example"})
+	cors(ctx, []string{"https://player.example"}, false)
 	if got := ctx.Response.Header.Peek("Access-Control-Allow-Origin"); got != nil {
 		t.Fatalf("disallowed origin got Access-Control-Allow-Origin %q", got)
 	}
 	ctx = request(map[string]string{"Origin": "https://any.example"})
-	cors(ctx, []string{"*"})
+	cors(ctx, []string{"*"}, false)
 	if got := string(ctx.Response.Header.Peek("Access-Control-Allow-Origin")); got != "https://any.example" {
 		t.Fatalf("wildcard: got %q", got)
 	}
@@ -87,3 +88,34 @@ func TestHasContentType(t *testing.T) {
 		}
 	}
 }
+
+func TestCORSNullOriginWithGrant(t *testing.T) {
+	verify := func(publish bool, stream, grant string) error {
+		if grant == "good" && stream == "s" && publish {
+			return nil
+		}
+		return errTestGrant
+	}
+	n := &Node{origins: []string{"https://page.example"}, hooks: Hooks{VerifyGrant: verify}}
+	for _, tc := range []struct {
+		uri, origin string
+		allowed     bool
+	}{
+		{"/whip/s?grant=good", "null", true},
+		{"/whip/s?grant=bad", "null", false},
+		{"/whip/s", "null", false},
+		{"/whep/s?grant=good", "null", false}, // a publish grant does not admit a play
+		{"/whip/s?grant=good", "https://evil.example", false},
+	} {
+		ctx := request(map[string]string{"Origin": tc.origin})
+		ctx.Request.Header.SetMethod("OPTIONS")
+		ctx.Request.SetRequestURI(tc.uri)
+		n.Handle(ctx)
+		got := string(ctx.Response.Header.Peek("Access-Control-Allow-Origin"))
+		if (got != "") != tc.allowed {
+			t.Errorf("%s from %s: Access-Control-Allow-Origin %q, want allowed=%v", tc.uri, tc.origin, got, tc.allowed)
+		}
+	}
+}
+
+var errTestGrant = errors.New("grant refused")

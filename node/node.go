@@ -145,8 +145,8 @@ func (n *Node) Handle(ctx *fasthttp.RequestCtx) bool {
 	default:
 		return false
 	}
-	cors(ctx, n.origins)
 	parts := strings.Split(path[len("/whip/"):], "/")
+	cors(ctx, n.origins, len(parts) == 1 && n.grantedNull(ctx, publish, parts[0]))
 	switch {
 	case len(parts) == 1:
 		n.serveEndpoint(ctx, publish, parts[0])
@@ -156,6 +156,19 @@ func (n *Node) Handle(ctx *fasthttp.RequestCtx) bool {
 		fail(ctx, fasthttp.StatusNotFound, "no such resource")
 	}
 	return true
+}
+
+// grantedNull reports whether a request from the opaque origin "null"
+// carries a valid balancer grant for this node: a browser that followed a
+// balancer's cross-origin redirect from a page on a third origin sends
+// Origin: null, and the grant (in the preflight's URL too) shows that the
+// balancer, which checked the caller's origin and token, sent it here.
+func (n *Node) grantedNull(ctx *fasthttp.RequestCtx, publish bool, name string) bool {
+	if string(ctx.Request.Header.Peek(fasthttp.HeaderOrigin)) != "null" || n.hooks.VerifyGrant == nil {
+		return false
+	}
+	grant := ctx.QueryArgs().Peek("grant")
+	return len(grant) > 0 && n.hooks.VerifyGrant(publish, name, string(grant)) == nil
 }
 
 // serveEndpoint handles the WHIP or WHEP endpoint of a stream.
@@ -175,7 +188,9 @@ func (n *Node) serveEndpoint(ctx *fasthttp.RequestCtx, publish bool, name string
 		fail(ctx, fasthttp.StatusBadRequest, "invalid stream name: use 1 to 128 of A-Z a-z 0-9 - _ . ~")
 		return
 	}
-	if n.draining.Load() {
+	// A draining node takes no new viewer or publisher, but still feeds
+	// nodes that pull its streams while its publishers are here.
+	if n.draining.Load() && (publish || !ctx.QueryArgs().Has("relay")) {
 		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "2")
 		fail(ctx, fasthttp.StatusServiceUnavailable, "node is draining: try another node")
 		return
@@ -365,6 +380,22 @@ func (n *Node) Stats() Stats {
 // Drain makes the node refuse new sessions (503 with Retry-After) while
 // the ones it has carry on.
 func (n *Node) Drain() { n.draining.Store(true) }
+
+// EndSessions ends every session on the node, publishers included: a
+// drained node that left its cluster tells its last clients to go
+// elsewhere (a WHIP client such as OBS reconnects, and the balancer sends
+// it to another node).
+func (n *Node) EndSessions(reason string) {
+	n.mu.Lock()
+	sessions := make([]*session, 0, len(n.sessions))
+	for _, s := range n.sessions {
+		sessions = append(sessions, s)
+	}
+	n.mu.Unlock()
+	for _, s := range sessions {
+		s.close(reason)
+	}
+}
 
 // Draining reports whether Drain was called.
 func (n *Node) Draining() bool { return n.draining.Load() }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +40,11 @@ const (
 	// relayMinLinger protects a new relay from ending before the viewer
 	// that asked for it has attached.
 	relayMinLinger = 2 * time.Second
+	// relayNewOriginSilence is how long a relay's upstream may be silent
+	// before a new origin of the stream (one that was not live when the
+	// relay dialled) makes the relay pull again at once, instead of
+	// waiting for the silence limit.
+	relayNewOriginSilence = 500 * time.Millisecond
 )
 
 // relayPull is this node's pull of one stream from another node: an
@@ -69,6 +75,9 @@ type relayConn struct {
 	lostOnce sync.Once
 	wg       sync.WaitGroup // RTCP readers
 	at       time.Time
+	// origins are the stream's origins (upstreams at depth 0) the view
+	// showed when this pull was chosen.
+	origins []string
 }
 
 // pull returns the hub of stream, pulling it from another node if this
@@ -188,6 +197,7 @@ func (r *relayPull) connect(ctx context.Context, avoid string) (*relayConn, erro
 		}
 		conn, err := r.dial(ctx, up)
 		if err == nil {
+			conn.origins = origins(ups)
 			return conn, nil
 		}
 		errs = append(errs, err)
@@ -366,11 +376,24 @@ func (r *relayPull) watch(ctx context.Context, conn *relayConn) relayEnd {
 		case <-tick.C:
 		}
 		now := time.Now()
-		if last := conn.src.LastPacket(); last.IsZero() && now.Sub(conn.at) > silence+relayFirstPacketGrace ||
+		last := conn.src.LastPacket()
+		if last.IsZero() && now.Sub(conn.at) > silence+relayFirstPacketGrace ||
 			!last.IsZero() && now.Sub(last) > silence {
 			r.log.Info("relay upstream lost: silent", zap.String("upstream", conn.up.ID),
 				zap.Duration("limit", silence))
 			return upstreamLost
+		}
+		// A stream whose publisher came back on another node: its new
+		// origin feeds the relay sooner than the silence limit would.
+		if last.Before(conn.at) {
+			last = conn.at
+		}
+		if now.Sub(last) > relayNewOriginSilence {
+			if o, ok := r.newOrigin(conn); ok {
+				r.log.Info("relay upstream lost: silent, and the stream is live on a new origin",
+					zap.String("upstream", conn.up.ID), zap.String("origin", o))
+				return upstreamLost
+			}
 		}
 		if r.hub.Viewers() > 0 {
 			idleSince = time.Time{}
@@ -383,6 +406,28 @@ func (r *relayPull) watch(ctx context.Context, conn *relayConn) relayEnd {
 			return relayDone
 		}
 	}
+}
+
+// newOrigin returns an origin of the stream that the view shows now but
+// did not when conn was chosen, other than conn's upstream.
+func (r *relayPull) newOrigin(conn *relayConn) (string, bool) {
+	for _, id := range origins(r.n.hooks.Relay.Upstreams(r.stream)) {
+		if id != conn.up.ID && !slices.Contains(conn.origins, id) {
+			return id, true
+		}
+	}
+	return "", false
+}
+
+// origins returns the ids of the upstreams at depth 0.
+func origins(ups []Upstream) []string {
+	var out []string
+	for _, up := range ups {
+		if up.Depth == 0 {
+			out = append(out, up.ID)
+		}
+	}
+	return out
 }
 
 // close ends one pull: the upstream is told (DELETE), the connection

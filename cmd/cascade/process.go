@@ -135,8 +135,11 @@ func (p *process) load() cluster.Load {
 // the pages.
 func (p *process) route(ctx *fasthttp.RequestCtx) {
 	// A node pulling a stream (relay=) asked for this node by name: it is
-	// never redirected.
-	if p.redirect != nil && !ctx.QueryArgs().Has("relay") && p.redirect.Handle(ctx) {
+	// never redirected. A preflight carrying a grant is for a POST that a
+	// balancer already sent here: the node answers it (and admits the
+	// Origin: null of a cross-origin redirect when the grant is valid).
+	args := ctx.QueryArgs()
+	if p.redirect != nil && !args.Has("relay") && !(ctx.IsOptions() && args.Has("grant")) && p.redirect.Handle(ctx) {
 		return
 	}
 	if p.node != nil && p.node.Handle(ctx) {
@@ -197,6 +200,12 @@ func (p *process) drain(log *zap.Logger) {
 		}
 		if err := p.member.Leave(2 * time.Second); err != nil {
 			log.Warn("leave cluster", zap.Error(err))
+		}
+		if p.node != nil {
+			// Out of the cluster, this node's streams are gone for everyone
+			// else: send its remaining clients elsewhere. A publisher (OBS
+			// reconnects) goes through the balancer to another node.
+			p.node.EndSessions("node drained")
 		}
 		log.Info("drained: left the cluster")
 	})
