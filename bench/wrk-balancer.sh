@@ -2,7 +2,7 @@
 # wrk-balancer.sh: how many WHIP redirects per second a balancer-only
 # `cascade serve --role balancer` answers, next to nginx answering a fixed
 # `return 307` on the same core. A measurement run by hand, not part of
-# `make test`; the figures go to bench/RESULTS-balancer.md.
+# `make test`; the figures go to bench/RESULTS.md.
 #
 # Usage: bench/wrk-balancer.sh [duration, default 10s] [runs, default 3]
 #
