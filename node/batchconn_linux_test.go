@@ -68,14 +68,14 @@ func TestBatchConnDeliversEveryDatagramInOrder(t *testing.T) {
 		t.Fatalf("received %d of %d datagrams", received, writers*each)
 	}
 	wg.Wait()
+	if err := c.Close(); err != nil { // flushes, then stops the flusher
+		t.Fatal(err)
+	}
 	batches, sent, direct := c.batchStats()
 	t.Logf("%d datagrams in %d sendmmsg calls (%.1f per call), %d written directly; %d received", sent, batches,
 		float64(sent)/float64(max(batches, 1)), direct, received)
 	if sent+direct != writers*each {
 		t.Fatalf("sent %d + direct %d, want %d", sent, direct, writers*each)
-	}
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
 
