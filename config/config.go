@@ -219,6 +219,10 @@ type PublishConfig struct {
 	// Token is the static bearer token publishers present. Required unless
 	// Dev is true. Default "".
 	Token string `yaml:"token"`
+	// IdleTimeout ends a publisher's session when it has sent no media for
+	// this long (a crashed encoder), well before ICE would notice, so the
+	// stream can be published again, here or on another node. Default 4s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // PlayConfig configures playback (WHEP).
@@ -258,7 +262,8 @@ func Default() Config {
 			NACKHistory: 1024,
 		},
 		Publish: PublishConfig{
-			Takeover: true,
+			Takeover:    true,
+			IdleTimeout: 4 * time.Second,
 		},
 		Relay: RelayConfig{
 			MaxDownstream:    8,

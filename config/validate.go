@@ -88,6 +88,9 @@ func (c Config) Validate() error {
 		p.add("media.nack_history", "%d is not a power of two in [%d, %d]", n, minNACKHistory, maxNACKHistory)
 	}
 
+	if c.Publish.IdleTimeout <= 0 {
+		p.add("publish.idle_timeout", "%s must be positive", c.Publish.IdleTimeout)
+	}
 	if c.Publish.Token == "" && !c.Dev {
 		p.add("publish.token", "required unless dev is true")
 	}

@@ -61,6 +61,7 @@ func TestValidate(t *testing.T) {
 		{"http tls both", func(c *Config) { c.HTTP.TLSCertFile, c.HTTP.TLSKeyFile = "cert.pem", "key.pem" }, "", ""},
 
 		{"play.max_egress_mbps negative", func(c *Config) { c.Play.MaxEgressMbps = -5 }, "play.max_egress_mbps", "-5 is negative"},
+		{"publish.idle_timeout zero", func(c *Config) { c.Publish.IdleTimeout = 0 }, "publish.idle_timeout", "must be positive"},
 		{"relay.max_downstream zero", func(c *Config) { c.Relay.MaxDownstream = 0 }, "relay.max_downstream", "0 must be at least 1"},
 		{"relay.linger negative", func(c *Config) { c.Relay.Linger = -time.Second }, "relay.linger", "is negative"},
 		{"relay.linger zero", func(c *Config) { c.Relay.Linger = 0 }, "", ""},

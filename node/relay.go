@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
@@ -63,6 +64,12 @@ type relayPull struct {
 
 	ready chan struct{} // closed once the first pull is attached, or failed
 	err   error         // why the first pull failed; read after ready is closed
+
+	// A publisher for the stream connected to this node: the hub is now
+	// the publisher's, and the pull stops without ending it.
+	handover context.CancelFunc
+	mu       sync.Mutex // orders a hand-over against attaching a new upstream
+	handed   atomic.Bool
 }
 
 // relayConn is one pull from one upstream.
@@ -107,10 +114,12 @@ func (n *Node) pull(name string) (*media.Hub, error) {
 		}
 		n.streams[name] = &stream{hub: r.hub, relay: r}
 		n.watchHub(name, r.hub)
+		ctx, cancel := context.WithCancel(n.ctx)
+		r.handover = cancel
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			r.run(n.ctx)
+			r.run(ctx)
 		}()
 	}
 	n.mu.Unlock()
@@ -133,9 +142,33 @@ const (
 	relayDone                    // end the relay and its hub
 )
 
+// handOver stops the pull because a publisher now feeds the stream's hub
+// on this node: the hub and its viewers stay. Called with n.mu held.
+func (r *relayPull) handOver() {
+	r.mu.Lock()
+	r.handed.Store(true)
+	r.mu.Unlock()
+	r.handover()
+}
+
+// attach makes a new upstream's tracks the hub's source, unless the hub
+// has been handed over to a local publisher.
+func (r *relayPull) attach(specs []media.TrackSpec) (*media.Source, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.handed.Load() {
+		return nil, errors.New("a publisher took the stream over on this node")
+	}
+	return r.hub.Attach(specs)
+}
+
 // run is the relay's life: pull, watch, re-pull, end.
 func (r *relayPull) run(ctx context.Context) {
-	defer r.hub.Close()
+	defer func() {
+		if !r.handed.Load() {
+			r.hub.Close()
+		}
+	}()
 	cfg := r.n.cfg.Relay
 	first := true
 	var lost Upstream
@@ -154,19 +187,30 @@ func (r *relayPull) run(ctx context.Context) {
 				r.log.Info("relay resumed", zap.String("upstream", conn.up.ID),
 					zap.Duration("outage", time.Since(lostAt)))
 			}
-			if reg := r.n.hooks.Streams; reg != nil {
+			r.mu.Lock()
+			if reg := r.n.hooks.Streams; reg != nil && !r.handed.Load() {
 				reg.RelayAdded(r.stream, conn.up.ID)
 			}
+			r.mu.Unlock()
 			end := r.watch(ctx, conn)
 			r.close(conn)
-			if end == relayDone {
+			if end == relayDone || ctx.Err() != nil {
 				return
 			}
 			lost, lostAt = conn.up, time.Now()
-			if reg := r.n.hooks.Streams; reg != nil {
+			r.mu.Lock()
+			if reg := r.n.hooks.Streams; reg != nil && !r.handed.Load() {
 				reg.StreamRemoved(r.stream) // nobody should pull from us while we have nothing
 			}
+			r.mu.Unlock()
 			continue
+		}
+		if ctx.Err() != nil {
+			if first {
+				r.err = fmt.Errorf("stream %s: %w", r.stream, ErrNotLive)
+				close(r.ready)
+			}
+			return
 		}
 		if first {
 			r.err = err
@@ -262,7 +306,7 @@ func (r *relayPull) dial(ctx context.Context, up Upstream) (*relayConn, error) {
 	if len(specs) == 0 {
 		return fail(errors.New("upstream answered with no track"))
 	}
-	src, err := r.hub.Attach(specs)
+	src, err := r.attach(specs)
 	if err != nil {
 		return fail(err)
 	}

@@ -45,6 +45,7 @@ type session struct {
 	relayFor string // the node this session feeds, for a relay pull; "" for a viewer
 
 	connected chan struct{} // closed when the PeerConnection first connects
+	done      chan struct{} // closed when the session starts to end
 	connOnce  sync.Once
 	closeOnce sync.Once
 	wg        sync.WaitGroup // RTCP readers
@@ -60,6 +61,7 @@ func (n *Node) newSession(stream string, publish bool, pc *webrtc.PeerConnection
 		started:   time.Now(),
 		etag:      `"` + newID(8) + `"`,
 		connected: make(chan struct{}),
+		done:      make(chan struct{}),
 	}
 	kind := "viewer"
 	if publish {
@@ -112,6 +114,7 @@ func (s *session) watch(onConnected func()) {
 // PeerConnection and frees its media.
 func (s *session) close(reason string) {
 	s.closeOnce.Do(func() {
+		close(s.done)
 		n := s.n
 		n.mu.Lock()
 		delete(n.sessions, s.id)

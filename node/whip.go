@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -115,7 +116,7 @@ func (n *Node) publish(ctx *fasthttp.RequestCtx, name, offer string) {
 		replaced.log.Info("publisher replaced by a new session", zap.String("by", s.id))
 		go replaced.close("replaced by a new publisher")
 	}
-	s.watch(nil)
+	s.watch(func() { s.watchIdle(n.cfg.Publish.IdleTimeout) })
 	s.log.Info("publisher session created", zap.Int("tracks", len(specs)), zap.Bool("takeover", replaced != nil))
 	n.created(ctx, s, sdpAnswer)
 }
@@ -151,6 +152,18 @@ func (n *Node) attachPublisher(s *session, specs []media.TrackSpec) (replaced *s
 			})}
 			n.streams[s.stream] = st
 			n.watchHub(s.stream, st.hub)
+			if n.hooks.Streams != nil {
+				n.hooks.Streams.StreamAdded(s.stream)
+			}
+		}
+		if st.relay != nil {
+			// This node relayed the stream and now has its publisher: it
+			// becomes the origin, and its viewers stay on the same hub.
+			// The pull stops first, so it cannot attach an upstream over
+			// the publisher.
+			st.relay.handOver()
+			st.relay = nil
+			s.log.Info("publisher takes over a relayed stream: this node is now its origin")
 			if n.hooks.Streams != nil {
 				n.hooks.Streams.StreamAdded(s.stream)
 			}
@@ -216,4 +229,31 @@ func (s *session) readSourceRTCP(receiver *webrtc.RTPReceiver, rid string) {
 			}
 		}
 	}
+}
+
+// watchIdle ends a connected publisher's session when it has sent no media
+// for timeout: an encoder that crashed or lost its network stops sending
+// long before ICE declares the connection failed. It returns when the
+// session ends.
+func (s *session) watchIdle(timeout time.Duration) {
+	go func() { // owned by the session: it returns when the session ends
+		tick := time.NewTicker(timeout / 4)
+		defer tick.Stop()
+		since := time.Now()
+		for {
+			select {
+			case <-s.done:
+				return
+			case <-tick.C:
+			}
+			last := s.source.LastPacket()
+			if last.IsZero() {
+				last = since
+			}
+			if time.Since(last) > timeout {
+				go s.close(fmt.Sprintf("publisher sent no media for %s", timeout))
+				return
+			}
+		}
+	}()
 }
