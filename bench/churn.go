@@ -2,11 +2,9 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,7 +66,7 @@ loop:
 			err = ctx.Err()
 			break loop
 		case <-r.gone:
-			err = fmt.Errorf("%w during the run; its last lines:\n%s", ErrServerExited, r.server.Tail())
+			err = r.goneErr()
 			break loop
 		case <-end.C:
 			break loop
@@ -163,10 +161,11 @@ loop:
 // connected.
 func (r *runner) churnViewer(ctx context.Context, live *atomic.Int64) churnOutcome {
 	deadline := time.Now().Add(r.o.JoinTimeout)
-	v, err := r.fleet.play(ctx, 0)
+	j, err := r.fleet.play(ctx, 0)
 	if err != nil {
 		return churnOutcome{err: err}
 	}
+	v := j.v
 	live.Add(1)
 	defer live.Add(-1)
 	defer func() { _ = v.Close() }()
@@ -190,12 +189,8 @@ func (r *runner) churnViewer(ctx context.Context, live *atomic.Int64) churnOutco
 	}
 	c := churnOutcome{stats: v.Counters()}
 	c.join, c.key, _ = joinTimes(c.stats)
+	c.join, c.key = c.join+j.waited, c.key+j.waited
 	return c
-}
-
-// nodeStats is the part of GET /v1/node the bench reads.
-type nodeStats struct {
-	Viewers int `json:"viewers"`
 }
 
 // leftoverViewers polls the node's /v1/node until it counts no viewers
@@ -223,20 +218,7 @@ func (r *runner) leftoverViewers(ctx context.Context) *int {
 }
 
 func (r *runner) nodeViewers(ctx context.Context) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+"/v1/node", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := roundTrip(r.hc, req)
-	if err != nil {
-		return 0, err
-	}
-	if resp.Status != http.StatusOK {
-		return 0, &StatusError{Method: http.MethodGet, URL: req.URL.String(), Code: resp.Status, Body: resp.Body}
-	}
-	var s nodeStats
-	if err := json.Unmarshal([]byte(resp.Body), &s); err != nil {
-		return 0, fmt.Errorf("GET /v1/node: %w", err)
-	}
-	return s.Viewers, nil
+	var s nodeStatus
+	err := getJSON(ctx, r.hc, r.base+"/v1/node", &s)
+	return s.Viewers, err
 }

@@ -7,9 +7,16 @@
 // track, with no allocation per packet. The end-to-end tests drive a real
 // node with them.
 //
+// A Publisher can pace video as a browser's pacer does
+// (PublishOptions.Pacing; Run uses DefaultPacing unless told not to) and
+// then stamps each packet as it leaves, so the delay a viewer measures is
+// the server's, not that of a keyframe sent in one burst.
+//
 // Run is `cascade bench`: it starts a node (or reaches one by URL),
 // publishes, measures a zero-viewer baseline, then runs a scenario (fanout,
-// streams or churn) in bounded steps (Ramp), reading the node's CPU and
+// streams, churn, or cluster: several nodes and a balancer, loaded through
+// the balancer, with each node's load, the relay tree and the origin's
+// egress per step) in bounded steps (Ramp), reading the nodes' CPU and
 // memory from /proc and the generator's own CPU from /proc/self. Each step
 // becomes a Step of figures (throughput, loss, join time, delay, CPU per
 // forwarded packet, viewers per core, memory per viewer) in a Report,

@@ -24,9 +24,6 @@ var (
 	// ErrBadOption means a load-run option is missing, out of range or in
 	// conflict with another; the message names the option.
 	ErrBadOption = errors.New("bench: bad option")
-	// ErrScenarioUnavailable means the scenario exists in the plan but not
-	// yet in the code (cluster needs the balancer).
-	ErrScenarioUnavailable = errors.New("not available yet")
 	// ErrServerExited means the cascade process the bench started exited
 	// before it was ready or before the run ended.
 	ErrServerExited = errors.New("bench: cascade server exited")

@@ -118,9 +118,12 @@ type Step struct {
 	// Join is this step's joins from the offer POST to the first media
 	// packet, JoinKeyframe to the first video keyframe, in ms. NoKeyframe
 	// counts the step's joins that had no keyframe by the window's end.
+	// A join tried again after a 503 counts from its first attempt;
+	// JoinRetries counts the step's attempts refused with 503.
 	Join         Quantiles `json:"join_ms"`
 	JoinKeyframe Quantiles `json:"join_keyframe_ms"`
 	NoKeyframe   int       `json:"no_keyframe"`
+	JoinRetries  int       `json:"join_retries"`
 	// DelayP50 and DelayP99 are the end-to-end delay of every stamped
 	// packet (stamp to receipt), in ms.
 	DelayP50 Number `json:"delay_p50_ms"`
@@ -148,6 +151,10 @@ type Step struct {
 	// MemPerViewerKiB is the server's RSS growth since the zero-viewer
 	// baseline over viewers, in KiB.
 	MemPerViewerKiB Number `json:"mem_per_viewer_kib"`
+
+	// Cluster is each node's load, the origin's egress and the relay
+	// tree, in the cluster scenario; nil otherwise.
+	Cluster *ClusterStep `json:"cluster,omitempty"`
 }
 
 // Shortfall is the step's worst sign of not coping, in percent: the
@@ -181,6 +188,7 @@ type stepRaw struct {
 	lost                int64
 	seqExpected         uint64
 	stalled, noKeyframe int
+	joinRetries         int
 	joins, keyframes    []time.Duration
 	delays, frames      *Histogram
 	// serverCPU is in cores, NaN when no server process is read; serverRSS
@@ -200,6 +208,7 @@ func derive(r stepRaw) Step {
 		DeliveredPackets: r.packets,
 		Stalled:          r.stalled,
 		NoKeyframe:       r.noKeyframe,
+		JoinRetries:      r.joinRetries,
 		Join:             quantilesOf(r.joins),
 		JoinKeyframe:     quantilesOf(r.keyframes),
 		ServerCPU:        unknown(), ServerRSSMiB: unknown(),

@@ -4,11 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/pion/webrtc/v4"
+)
+
+const (
+	// joinAttempts is how often the cluster scenario tries a join that
+	// nodes refuse with 503 (full, or no room in the balancer's view).
+	joinAttempts = 5
+	// joinBackoff is the wait before the second attempt; it doubles for
+	// each one after, with ±25 % jitter, so that at most about 3 s pass
+	// between first and last: the balancer's view of the load lags by
+	// up to a load interval or two (500 ms each).
+	joinBackoff = 200 * time.Millisecond
 )
 
 // member is one viewer of a stepped run.
@@ -17,6 +29,11 @@ type member struct {
 	stream int
 	// step is the step (from 1) the viewer joined in.
 	step int
+	// retries counts the join's attempts refused with 503 before it
+	// joined, and waited the time from the first attempt to the last:
+	// the viewer's join time counts from its first attempt.
+	retries int
+	waited  time.Duration
 }
 
 // fleet is the viewers of a stepped run, spread evenly over the streams.
@@ -29,16 +46,52 @@ type fleet struct {
 	urls     []string // WHEP endpoint per stream
 	parallel int
 	timeout  time.Duration
+	// attempts is how often a join refused with 503 is tried (1: once),
+	// backoff the wait before the second try.
+	attempts int
+	backoff  time.Duration
 
 	members []*member
 }
 
-// play joins one viewer to a stream, bounded by the join timeout.
-func (f *fleet) play(ctx context.Context, stream int) (*Viewer, error) {
+// joined is one successful join: the viewer, and the attempts refused
+// with 503 before it (retries) and the time they took (waited).
+type joined struct {
+	v       *Viewer
+	retries int
+	waited  time.Duration
+}
+
+// play joins one viewer to a stream. A join refused with 503 is tried
+// again after a backoff, up to f.attempts times in all; the join timeout
+// bounds them all together.
+func (f *fleet) play(ctx context.Context, stream int) (joined, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	return Play(ctx, f.urls[stream], ViewerOptions{API: f.api, HTTPClient: f.hc, Token: f.token,
-		DelaySamples: viewerDelaySamples})
+	start := time.Now()
+	wait := f.backoff
+	for try := 1; ; try++ {
+		began := time.Now()
+		v, err := Play(ctx, f.urls[stream], ViewerOptions{API: f.api, HTTPClient: f.hc, Token: f.token,
+			DelaySamples: viewerDelaySamples})
+		if err == nil {
+			return joined{v: v, retries: try - 1, waited: began.Sub(start)}, nil
+		}
+		if try >= f.attempts || StatusCode(err) != http.StatusServiceUnavailable {
+			if try > 1 {
+				err = fmt.Errorf("after %d attempts: %w", try, err)
+			}
+			return joined{}, err
+		}
+		t := time.NewTimer(wait + time.Duration(rand.Int64N(int64(wait)/2+1)) - wait/4)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return joined{}, fmt.Errorf("after %d attempts: %w", try, ctx.Err())
+		}
+		wait *= 2
+	}
 }
 
 func (f *fleet) count(stream int) int {
@@ -102,7 +155,7 @@ loop:
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			v, err := f.play(ctx, s)
+			j, err := f.play(ctx, s)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -111,7 +164,7 @@ loop:
 				}
 				return
 			}
-			f.members = append(f.members, &member{v: v, stream: s, step: step})
+			f.members = append(f.members, &member{v: j.v, stream: s, step: step, retries: j.retries, waited: j.waited})
 		}()
 	}
 	wg.Wait()

@@ -27,8 +27,9 @@ var (
 	gray   = color.RGBA{R: 0x80, G: 0x80, B: 0x80, A: 0xff}
 )
 
-// WritePlot draws three panels over a shared viewers axis: server (and
-// generator) CPU, loss, and join time p95, as a PNG.
+// WritePlot draws panels over a shared viewers axis: server (and
+// generator) CPU, loss, join time p95 and, in the cluster scenario, the
+// origin's and all nodes' egress, as a PNG.
 func (r *Report) WritePlot(w io.Writer) error {
 	if len(r.Steps) == 0 {
 		return errNoSteps
@@ -47,12 +48,16 @@ func (r *Report) WritePlot(w io.Writer) error {
 	}
 	title := fmt.Sprintf("cascade bench %s: %s of %s %.2g Mbit/s%s%s", r.Scenario, streams, r.Codec,
 		float64(r.BitrateBps)/1e6, audio, pin)
+	server := "server"
+	if r.Cluster != nil {
+		server = "all cluster processes"
+	}
 	panels := []struct {
 		ylabel string
 		lines  []series
 	}{
 		{"CPU (cores)", []series{
-			{"server", func(s Step) Number { return s.ServerCPU }, blue, false},
+			{server, func(s Step) Number { return s.ServerCPU }, blue, false},
 			{"generator", func(s Step) Number { return s.GeneratorCPU }, gray, true},
 		}},
 		{"loss (%)", []series{
@@ -62,6 +67,15 @@ func (r *Report) WritePlot(w io.Writer) error {
 			{"to first packet", func(s Step) Number { return s.Join.P95 }, blue, false},
 			{"to first keyframe", func(s Step) Number { return s.JoinKeyframe.P95 }, orange, true},
 		}},
+	}
+	if r.Cluster != nil {
+		panels = append(panels, struct {
+			ylabel string
+			lines  []series
+		}{"egress (Mbit/s)", []series{
+			{"origin", originEgress, red, false},
+			{"all nodes", clusterEgress, blue, true},
+		}})
 	}
 	plots := make([][]*plot.Plot, len(panels))
 	for i, panel := range panels {
@@ -77,7 +91,7 @@ func (r *Report) WritePlot(w io.Writer) error {
 		}
 		plots[i] = []*plot.Plot{p}
 	}
-	img := vgimg.NewWith(vgimg.UseWH(8*vg.Inch, 9*vg.Inch), vgimg.UseDPI(100))
+	img := vgimg.NewWith(vgimg.UseWH(8*vg.Inch, 3*vg.Inch*vg.Length(len(panels))), vgimg.UseDPI(100))
 	dc := draw.New(img)
 	tiles := draw.Tiles{Rows: len(panels), Cols: 1, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2,
 		PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 4, PadY: vg.Millimeter * 4}
@@ -89,6 +103,24 @@ func (r *Report) WritePlot(w io.Writer) error {
 		return fmt.Errorf("write png: %w", err)
 	}
 	return nil
+}
+
+// originEgress is the origin's egress in a cluster step, unknown in
+// other steps.
+func originEgress(s Step) Number {
+	if s.Cluster == nil {
+		return unknown()
+	}
+	return s.Cluster.OriginEgressMbps
+}
+
+// clusterEgress is every node's egress together in a cluster step,
+// unknown in other steps.
+func clusterEgress(s Step) Number {
+	if s.Cluster == nil {
+		return unknown()
+	}
+	return s.Cluster.EgressMbps
 }
 
 // panel builds one panel: a line with points per series, over viewers.

@@ -38,6 +38,11 @@ type PublishOptions struct {
 	FPS int
 	// KeyframeInterval is the GOP length; default DefaultKeyframeInterval.
 	KeyframeInterval time.Duration
+	// Pacing spaces the video packets at Pacing times Bitrate, as a
+	// browser's pacer does (DefaultPacing is Chrome's 2.5), and stamps each
+	// packet when it leaves. 0 sends each frame's packets in one burst.
+	// Audio is never paced.
+	Pacing float64
 	// NoCandidatesInOffer waits for gathering, then strips every candidate
 	// line from the offer, as OBS 30.2+ does; the server must connect
 	// through peer-reflexive candidates.
@@ -216,16 +221,31 @@ func (p *Publisher) readRTCP(sender *webrtc.RTPSender) {
 	}
 }
 
-// videoLoop sends one frame per tick, a keyframe every KeyframeInterval and
-// at once on request. It exits when ctx ends.
+// videoLoop sends a frame every 1/FPS s, a keyframe every
+// KeyframeInterval and at once on request (an extra frame). With pacing, a
+// frame's packets leave at the pacing rate and a frame that is still
+// leaving delays the next, as in a sender's pacer queue; the schedule then
+// catches up. It exits when ctx ends.
 func (p *Publisher) videoLoop(ctx context.Context, track *webrtc.TrackLocalStaticRTP, pk packetizer, sizer frameSizer, firstSeq uint16) {
-	tick := time.NewTicker(time.Second / time.Duration(p.opts.FPS))
-	defer tick.Stop()
+	interval := time.Second / time.Duration(p.opts.FPS)
+	frame := time.NewTimer(0)
+	defer frame.Stop()
+	pace := newPacer(p.opts.Pacing * float64(p.opts.Bitrate))
+	defer pace.close()
+	paced := p.opts.Pacing > 0
+	format := formatOf(track.Codec().MimeType)
 	st := stamper{source: p.source}
 	start := time.Now()
+	due := start
 	ts0 := rand.Uint32()
 	pkt := rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: firstSeq}}
 	emit := func(payload []byte, marker bool) error {
+		if !pace.wait(ctx, len(payload)) {
+			return ctx.Err()
+		}
+		if paced {
+			restamp(format, payload, time.Now())
+		}
 		pkt.Payload, pkt.Marker = payload, marker
 		if err := track.WriteRTP(&pkt); err != nil {
 			p.stats.writeErrors.Add(1)
@@ -243,7 +263,15 @@ func (p *Publisher) videoLoop(ctx context.Context, track *webrtc.TrackLocalStati
 			return
 		case <-p.keyReq:
 			forceKey = true
-		case <-tick.C:
+		case <-frame.C:
+			// The next frame is due one interval after this one's due time,
+			// however late this one leaves; after a stall of over a
+			// second, the frames missed are dropped, as an encoder does.
+			due = due.Add(interval)
+			if now := time.Now(); now.Sub(due) > time.Second {
+				due = now.Add(interval)
+			}
+			frame.Reset(time.Until(due))
 		}
 		now := time.Now()
 		key := forceKey || now.Sub(lastKey) >= p.opts.KeyframeInterval
@@ -253,7 +281,9 @@ func (p *Publisher) videoLoop(ctx context.Context, track *webrtc.TrackLocalStati
 		}
 		p.stats.frames.Add(1)
 		pkt.Timestamp = ts0 + uint32(now.Sub(start)*90/time.Millisecond)
-		_ = pk.packetize(sizer.next(key), key, &st, emit)
+		if err := pk.packetize(sizer.next(key), key, &st, emit); err != nil {
+			return // ctx ended while the pacer held a packet
+		}
 	}
 }
 

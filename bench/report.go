@@ -31,15 +31,21 @@ type Report struct {
 	FPS               int    `json:"fps"`
 	KeyframeIntervalS Number `json:"keyframe_interval_s"`
 	Audio             bool   `json:"audio"`
-	Streams           int    `json:"streams"`
-	WarmupS           Number `json:"warmup_s"`
-	DurationS         Number `json:"duration_s"`
+	// Pacing is the multiple of the bitrate the publishers paced video
+	// at; 0 means each frame was sent in one burst.
+	Pacing    Number `json:"pacing"`
+	Streams   int    `json:"streams"`
+	WarmupS   Number `json:"warmup_s"`
+	DurationS Number `json:"duration_s"`
 	// TasksetServer and TasksetBench are the CPU lists the node and the
 	// generator were pinned to ("" for none); GeneratorCPUs is how many
 	// CPUs the generator could use.
 	TasksetServer string `json:"taskset_server"`
 	TasksetBench  string `json:"taskset_bench"`
 	GeneratorCPUs int    `json:"generator_cpus"`
+	// Cluster is the cluster the cluster scenario started; the steps'
+	// server figures are then its processes' together.
+	Cluster *ClusterSetup `json:"cluster,omitempty"`
 
 	Baseline Baseline     `json:"baseline"`
 	Steps    []Step       `json:"steps,omitempty"`
@@ -98,6 +104,7 @@ var stepColumns = []csvColumn{
 	{"join_keyframe_p95_ms", num(func(s Step) Number { return s.JoinKeyframe.P95 })},
 	{"join_keyframe_p99_ms", num(func(s Step) Number { return s.JoinKeyframe.P99 })},
 	{"no_keyframe", integer(func(s Step) int { return s.NoKeyframe })},
+	{"join_retries", integer(func(s Step) int { return s.JoinRetries })},
 	{"delay_p50_ms", num(func(s Step) Number { return s.DelayP50 })},
 	{"delay_p99_ms", num(func(s Step) Number { return s.DelayP99 })},
 	{"frame_delay_p95_ms", num(func(s Step) Number { return s.FrameDelayP95 })},
@@ -109,6 +116,34 @@ var stepColumns = []csvColumn{
 	{"cpu_per_viewer_mcores", num(func(s Step) Number { return s.CPUPerViewerMcores })},
 	{"viewers_per_core", num(func(s Step) Number { return s.ViewersPerCore })},
 	{"mem_per_viewer_kib", num(func(s Step) Number { return s.MemPerViewerKiB })},
+}
+
+// clusterColumns are the CSV columns a cluster step adds: the origin's
+// figures and the tree's depth, then clusterNodeColumns for each node.
+var clusterColumns = []struct {
+	name  string
+	value func(*ClusterStep) string
+}{
+	{"origin", func(c *ClusterStep) string { return c.Origin }},
+	{"origin_viewers", func(c *ClusterStep) string { return strconv.Itoa(c.OriginViewers) }},
+	{"origin_relays", func(c *ClusterStep) string { return strconv.Itoa(c.OriginRelays) }},
+	{"origin_egress_mbps", func(c *ClusterStep) string { return c.OriginEgressMbps.String() }},
+	{"cluster_egress_mbps", func(c *ClusterStep) string { return c.EgressMbps.String() }},
+	{"tree_depth", func(c *ClusterStep) string { return strconv.Itoa(c.TreeDepth) }},
+}
+
+// clusterNodeColumns are a cluster node's CSV columns, each named after
+// the node: n1_viewers, n1_relays, ...
+var clusterNodeColumns = []struct {
+	name  string
+	value func(NodeLoad) string
+}{
+	{"role", func(n NodeLoad) string { return n.Role }},
+	{"viewers", func(n NodeLoad) string { return strconv.Itoa(n.Viewers) }},
+	{"relays", func(n NodeLoad) string { return strconv.Itoa(n.Relays) }},
+	{"egress_mbps", func(n NodeLoad) string { return n.EgressMbps.String() }},
+	{"cpu_cores", func(n NodeLoad) string { return n.CPU.String() }},
+	{"rss_mib", func(n NodeLoad) string { return n.RSSMiB.String() }},
 }
 
 // churnColumns are the CSV columns of a churn run.
@@ -160,11 +195,26 @@ func (r *Report) WriteCSV(w io.Writer) error {
 		for i, c := range stepColumns {
 			head[i] = c.name
 		}
+		var nodes []string // the cluster's process ids, from its setup
+		if r.Cluster != nil {
+			for _, c := range clusterColumns {
+				head = append(head, c.name)
+			}
+			for _, m := range r.Cluster.Members {
+				nodes = append(nodes, m.ID)
+				for _, c := range clusterNodeColumns {
+					head = append(head, m.ID+"_"+c.name)
+				}
+			}
+		}
 		_ = cw.Write(head)
 		for _, s := range r.Steps {
-			row := make([]string, len(stepColumns))
+			row := make([]string, len(stepColumns), len(head))
 			for i, c := range stepColumns {
 				row[i] = c.value(s)
+			}
+			if r.Cluster != nil {
+				row = append(row, clusterCells(s.Cluster, nodes)...)
 			}
 			_ = cw.Write(row)
 		}
@@ -174,6 +224,29 @@ func (r *Report) WriteCSV(w io.Writer) error {
 		return fmt.Errorf("write csv: %w", err)
 	}
 	return nil
+}
+
+// clusterCells are a step's cluster columns for the processes ids, empty
+// where the step lacks them.
+func clusterCells(c *ClusterStep, ids []string) []string {
+	out := make([]string, 0, len(clusterColumns)+len(ids)*len(clusterNodeColumns))
+	if c == nil {
+		c = &ClusterStep{OriginEgressMbps: unknown(), EgressMbps: unknown()}
+	}
+	for _, col := range clusterColumns {
+		out = append(out, col.value(c))
+	}
+	for _, id := range ids {
+		i := slices.IndexFunc(c.Nodes, func(n NodeLoad) bool { return n.ID == id })
+		for _, col := range clusterNodeColumns {
+			if i < 0 {
+				out = append(out, "")
+			} else {
+				out = append(out, col.value(c.Nodes[i]))
+			}
+		}
+	}
+	return out
 }
 
 // writeFile creates path and writes it with write.
@@ -297,7 +370,15 @@ func (r *Report) writeRow(w io.Writer, cols []tableColumn, text func(tableColumn
 // WriteIntro prints how the run is set up and the zero-viewer baseline.
 func (r *Report) WriteIntro(w io.Writer) {
 	target := r.Target
-	if r.ServerStarted {
+	if c := r.Cluster; c != nil {
+		var pids []string
+		for _, m := range c.Members {
+			pids = append(pids, fmt.Sprintf("%s %d", m.ID, m.PID))
+		}
+		target = fmt.Sprintf("%d cascade nodes (play.max_viewers %d, relay.max_downstream %d) and a balancer "+
+			"started by the bench (pids %s); publisher and viewers through the balancer at %s; origin %s",
+			c.Nodes, c.MaxViewers, c.MaxDownstream, strings.Join(pids, ", "), r.Target, c.Origin)
+	} else if r.ServerStarted {
 		target = fmt.Sprintf("cascade serve --dev started by the bench (pid %d) at %s", r.ServerPIDs[0], r.Target)
 	} else if len(r.ServerPIDs) > 0 {
 		target = fmt.Sprintf("%s (measuring pids %v)", r.Target, r.ServerPIDs)
@@ -317,8 +398,12 @@ func (r *Report) WriteIntro(w io.Writer) {
 	if r.Churn != nil || r.Scenario == ScenarioChurn {
 		timing = fmt.Sprintf("joins for %ss", r.DurationS)
 	}
-	fmt.Fprintf(w, "  %s of %s %.2f Mbit/s %d fps, keyframe every %ss%s; %s\n",
-		streams, r.Codec, float64(r.BitrateBps)/1e6, r.FPS, r.KeyframeIntervalS, audio, timing)
+	pacing := "each frame in one burst"
+	if r.Pacing.Known() && r.Pacing > 0 {
+		pacing = fmt.Sprintf("paced at %s× the bitrate", r.Pacing)
+	}
+	fmt.Fprintf(w, "  %s of %s %.2f Mbit/s %d fps (%s), keyframe every %ss%s; %s\n",
+		streams, r.Codec, float64(r.BitrateBps)/1e6, r.FPS, pacing, r.KeyframeIntervalS, audio, timing)
 	pin := func(s string) string {
 		if s == "" {
 			return "not pinned"
@@ -341,9 +426,29 @@ func (r *Report) WriteTableHeader(w io.Writer) {
 	r.writeRow(w, r.tableColumns(), func(c tableColumn) string { return c.head })
 }
 
-// WriteTableRow prints one step's row.
+// WriteTableRow prints one step's row and, in the cluster scenario, the
+// origin's egress and each node's load below it.
 func (r *Report) WriteTableRow(w io.Writer, s Step) {
 	r.writeRow(w, r.tableColumns(), func(c tableColumn) string { return c.cell(s) })
+	if c := s.Cluster; c != nil {
+		fmt.Fprintln(w, originSummary(c, s.JoinRetries))
+		for _, n := range c.Nodes {
+			fmt.Fprintln(w, clusterLine(n))
+		}
+	}
+}
+
+// originTrend sums up the cluster scenario: the origin's egress and
+// relays step by step, against the viewers.
+func (r *Report) originTrend() string {
+	var parts []string
+	for _, s := range r.Steps {
+		if c := s.Cluster; c != nil {
+			parts = append(parts, fmt.Sprintf("%d viewers: %s Mbit/s (%d+%d)", s.Viewers, cell(c.OriginEgressMbps),
+				c.OriginViewers, c.OriginRelays))
+		}
+	}
+	return "origin egress (its viewers + relays): " + strings.Join(parts, ", ")
 }
 
 // WriteTable prints the intro, the whole step table (or the churn

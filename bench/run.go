@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -26,7 +27,8 @@ const (
 	// ScenarioChurn is viewers joining at a fixed rate and leaving after a
 	// lifetime.
 	ScenarioChurn = "churn"
-	// ScenarioCluster will load a cluster through its balancer.
+	// ScenarioCluster starts several nodes and a balancer, and loads one
+	// stream through the balancer in steps.
 	ScenarioCluster = "cluster"
 )
 
@@ -49,17 +51,23 @@ const (
 	// viewerDelaySamples keeps each bench viewer's delay ring small: the
 	// run's percentiles come from the histograms.
 	viewerDelaySamples = 64
+	// idleConnTimeout closes the signalling client's idle connections
+	// before a node's HTTP read timeout (15 s) does: a node answers a
+	// keep-alive connection that timed out with a 400 that net/http logs
+	// as an unsolicited response.
+	idleConnTimeout = 10 * time.Second
 )
 
 // Options configures a load run (see Run). Zero fields take the defaults
 // their comments name.
 type Options struct {
-	// Scenario is ScenarioFanout (default), ScenarioStreams or
-	// ScenarioChurn; ScenarioCluster is refused for now.
+	// Scenario is ScenarioFanout (default), ScenarioStreams,
+	// ScenarioChurn or ScenarioCluster.
 	Scenario string
 
 	// URL is the base URL of a running node (http://host:port). Empty
-	// starts `cascade serve --dev` from ServerBinary.
+	// starts `cascade serve --dev` from ServerBinary (the cluster scenario
+	// always starts its own processes).
 	URL string
 	// PIDs are the processes whose CPU and memory count as the server's,
 	// with URL; a started server is measured by itself.
@@ -68,7 +76,8 @@ type Options struct {
 	ServerBinary string
 	// ServerLog receives a started server's log lines; nil discards them.
 	ServerLog io.Writer
-	// TasksetServer pins the started server (or the PIDs) to these CPUs,
+	// TasksetServer pins the started server (every process of a started
+	// cluster, or the PIDs) to these CPUs,
 	// TasksetBench this process, with taskset. Run sets GOMAXPROCS to the
 	// number of CPUs TasksetBench names.
 	TasksetServer, TasksetBench string
@@ -86,8 +95,18 @@ type Options struct {
 	Bitrate, FPS     int
 	KeyframeInterval time.Duration
 	NoAudio          bool
+	// NoPacing sends each video frame's packets in one burst; by default
+	// the publishers pace them at DefaultPacing times the bitrate, as a
+	// browser does.
+	NoPacing bool
 	// Streams is how many streams the streams scenario publishes (fanout: 1).
 	Streams int
+
+	// Nodes is how many media nodes the cluster scenario starts (default
+	// DefaultNodes), NodeMaxViewers each node's play.max_viewers (default
+	// DefaultNodeMaxViewers) and RelayMaxDownstream its
+	// relay.max_downstream (default DefaultRelayMaxDownstream).
+	Nodes, NodeMaxViewers, RelayMaxDownstream int
 
 	// Ramp gives the viewers of each step (per stream).
 	Ramp Ramp
@@ -135,6 +154,15 @@ func (o *Options) setDefaults() {
 	if o.Streams == 0 {
 		o.Streams = 1
 	}
+	if o.Nodes == 0 {
+		o.Nodes = DefaultNodes
+	}
+	if o.NodeMaxViewers == 0 {
+		o.NodeMaxViewers = DefaultNodeMaxViewers
+	}
+	if o.RelayMaxDownstream == 0 {
+		o.RelayMaxDownstream = DefaultRelayMaxDownstream
+	}
 	if o.Duration == 0 {
 		o.Duration = DefaultDuration
 	}
@@ -167,7 +195,18 @@ func (o *Options) validate() error {
 		}
 	case ScenarioStreams, ScenarioChurn:
 	case ScenarioCluster:
-		return fmt.Errorf("bench: scenario %q is %w: it needs the balancer (issue 4)", o.Scenario, ErrScenarioUnavailable)
+		switch {
+		case o.Streams != 1:
+			return bad("--streams %d: the cluster scenario has one stream", o.Streams)
+		case o.URL != "":
+			return bad("--url %q: the cluster scenario starts its own nodes and balancer", o.URL)
+		case o.Nodes < 1 || o.Nodes > MaxNodes:
+			return bad("--nodes %d: want 1 to %d", o.Nodes, MaxNodes)
+		case o.NodeMaxViewers < 1:
+			return bad("--node-max-viewers %d: want at least 1", o.NodeMaxViewers)
+		case o.RelayMaxDownstream < 1:
+			return bad("--relay-max-downstream %d: want at least 1", o.RelayMaxDownstream)
+		}
 	default:
 		return bad("--scenario %q: want fanout, streams, churn or cluster", o.Scenario)
 	}
@@ -227,12 +266,20 @@ type runner struct {
 	o      Options
 	report *Report
 
-	server *LocalServer
-	// gone is closed if the started server shuts down or exits; nil
-	// otherwise.
-	gone  <-chan struct{}
+	// servers are the processes the bench started: one node, or a
+	// cluster's nodes and balancer (then cluster is set too).
+	servers []*LocalServer
+	cluster *localCluster
+	// gone is closed once any started server shuts down or exits (nil when
+	// none was started); goneFrom is that server, set before gone closes.
+	// The watchers close gone; close stops them with stopWatch.
+	gone      chan struct{}
+	goneFrom  *LocalServer
+	stopWatch chan struct{}
+	watchers  sync.WaitGroup
+
 	procs procSet
-	base  string // the node's base URL, no trailing slash
+	base  string // the node's (or the balancer's) base URL, no trailing slash
 
 	transport *http.Transport
 	hc        *http.Client
@@ -257,12 +304,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	if o.Scenario == ScenarioFanout || o.Scenario == ScenarioChurn {
+	if o.Scenario == ScenarioFanout || o.Scenario == ScenarioChurn || o.Scenario == ScenarioCluster {
 		o.Streams = 1
 	}
 	r := &runner{o: o, baselineRSS: -1, report: &Report{
 		Scenario: o.Scenario, Started: time.Now().UTC(),
-		Codec: strings.ToUpper(o.Codec), BitrateBps: o.Bitrate, FPS: o.FPS,
+		Codec: strings.ToUpper(o.Codec), BitrateBps: o.Bitrate, FPS: o.FPS, Pacing: Number(o.pacing()),
 		KeyframeIntervalS: Number(o.KeyframeInterval.Seconds()), Audio: !o.NoAudio, Streams: o.Streams,
 		WarmupS: Number(o.Warmup.Seconds()), DurationS: Number(o.Duration.Seconds()),
 		TasksetServer: o.TasksetServer, TasksetBench: o.TasksetBench, GeneratorCPUs: runtime.NumCPU(),
@@ -307,16 +354,35 @@ func (r *runner) setup(ctx context.Context) error {
 		runtime.GOMAXPROCS(n)
 		r.report.GeneratorCPUs = n
 	}
-	if o.URL == "" {
+	r.transport = &http.Transport{MaxIdleConnsPerHost: o.JoinParallel + closeParallel, IdleConnTimeout: idleConnTimeout}
+	r.hc = &http.Client{Transport: r.transport}
+	switch {
+	case o.Scenario == ScenarioCluster:
+		c, err := startCluster(ctx, o, r.hc)
+		if err != nil {
+			return err
+		}
+		r.cluster, r.servers = c, c.all()
+		r.base = c.lb.URL
+		setup := &ClusterSetup{Nodes: o.Nodes, MaxViewers: o.NodeMaxViewers, MaxDownstream: o.RelayMaxDownstream}
+		for i, s := range c.nodes {
+			setup.Members = append(setup.Members, ClusterMember{ID: c.ids[i], URL: s.URL, PID: s.PID})
+			r.procs = append(r.procs, s.PID)
+		}
+		setup.Members = append(setup.Members, ClusterMember{ID: clusterBalancerID, URL: c.lb.URL, PID: c.lb.PID, Balancer: true})
+		r.procs = append(r.procs, c.lb.PID)
+		r.report.Cluster = setup
+		r.report.ServerStarted = true
+	case o.URL == "":
 		s, err := StartServer(ctx, ServerOptions{Binary: o.ServerBinary, Taskset: o.TasksetServer, Log: o.ServerLog})
 		if err != nil {
 			return err
 		}
-		r.server, r.gone = s, s.Gone()
+		r.servers = []*LocalServer{s}
 		r.procs = procSet{s.PID}
 		r.base = s.URL
 		r.report.ServerStarted = true
-	} else {
+	default:
 		r.base = strings.TrimRight(o.URL, "/")
 		r.procs = procSet(o.PIDs)
 		if o.TasksetServer != "" {
@@ -327,14 +393,13 @@ func (r *runner) setup(ctx context.Context) error {
 			}
 		}
 	}
+	r.watchServers()
 	r.report.Target = r.base
 	r.report.ServerPIDs = append([]int{}, r.procs...)
 	if _, err := r.procs.read(); err != nil {
 		return fmt.Errorf("read server process: %w", err)
 	}
 
-	r.transport = &http.Transport{MaxIdleConnsPerHost: o.JoinParallel + closeParallel, IdleConnTimeout: 30 * time.Second}
-	r.hc = &http.Client{Transport: r.transport}
 	loop := loopbackURL(r.base)
 	var err error
 	if r.papi, err = NewAPI(APIOptions{LoopbackOnly: loop, NACK: true, RTCPReports: true}); err != nil {
@@ -352,7 +417,8 @@ func (r *runner) setup(ctx context.Context) error {
 		pctx, cancel := context.WithTimeout(ctx, o.JoinTimeout)
 		p, err := Publish(pctx, PublishOptions{
 			URL: r.base + "/whip/" + name, Token: o.Token, Video: o.Codec, Audio: !o.NoAudio,
-			Bitrate: o.Bitrate, FPS: o.FPS, KeyframeInterval: o.KeyframeInterval, HTTPClient: r.hc, API: r.papi,
+			Bitrate: o.Bitrate, FPS: o.FPS, KeyframeInterval: o.KeyframeInterval, Pacing: o.pacing(),
+			HTTPClient: r.hc, API: r.papi,
 		})
 		cancel()
 		if err != nil {
@@ -362,8 +428,57 @@ func (r *runner) setup(ctx context.Context) error {
 		urls[i] = r.base + "/whep/" + name
 	}
 	r.fleet = &fleet{api: r.vapi, hc: r.hc, token: o.PlayToken, urls: urls,
-		parallel: o.JoinParallel, timeout: o.JoinTimeout}
+		parallel: o.JoinParallel, timeout: o.JoinTimeout, attempts: 1}
+	if r.cluster != nil {
+		// The balancer placed the publisher; viewers wait until it knows
+		// the stream is live there.
+		r.report.Cluster.Origin = r.cluster.nodeAt(r.publishers[0].Session().Location())
+		if err := r.cluster.awaitStream(ctx, r.hc, o.Stream); err != nil {
+			return err
+		}
+		// The balancer's view of the nodes' load lags (a load report every
+		// 500 ms), so it may send a viewer to a node that has just filled
+		// up, which answers 503: such joins are tried again.
+		r.fleet.attempts, r.fleet.backoff = joinAttempts, joinBackoff
+	}
 	return nil
+}
+
+// pacing is the publishers' pacing factor: DefaultPacing, or 0 (bursts)
+// with NoPacing.
+func (o *Options) pacing() float64 {
+	if o.NoPacing {
+		return 0
+	}
+	return DefaultPacing
+}
+
+// watchServers makes r.gone close when any started server goes away. Its
+// goroutines end with close (stopWatch).
+func (r *runner) watchServers() {
+	if len(r.servers) == 0 {
+		return
+	}
+	r.gone, r.stopWatch = make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	for _, s := range r.servers {
+		r.watchers.Go(func() {
+			select {
+			case <-s.Gone():
+				once.Do(func() {
+					r.goneFrom = s
+					close(r.gone)
+				})
+			case <-r.stopWatch:
+			}
+		})
+	}
+}
+
+// goneErr says which started server went away during the run.
+func (r *runner) goneErr() error {
+	s := r.goneFrom
+	return fmt.Errorf("%w during the run (pid %d); its last lines:\n%s", ErrServerExited, s.PID, s.Tail())
 }
 
 // loopbackURL reports whether u's host is a loopback address, so that ICE
@@ -381,7 +496,7 @@ func loopbackURL(u string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// close stops the viewers, the publishers and a started server.
+// close stops the viewers, the publishers and the started servers.
 func (r *runner) close() error {
 	if r.fleet != nil {
 		r.fleet.closeAll()
@@ -392,10 +507,11 @@ func (r *runner) close() error {
 	if r.transport != nil {
 		r.transport.CloseIdleConnections()
 	}
-	if r.server != nil {
-		return r.server.Stop()
+	if r.stopWatch != nil {
+		close(r.stopWatch)
+		r.watchers.Wait()
 	}
-	return nil
+	return stopServers(r.servers)
 }
 
 // wait sleeps for d unless ctx ends or the started server goes away.
@@ -408,18 +524,21 @@ func (r *runner) wait(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-r.gone:
-		return fmt.Errorf("%w during the run; its last lines:\n%s", ErrServerExited, r.server.Tail())
+		return r.goneErr()
 	}
 }
 
-// published returns the packets each publisher has sent.
-func (r *runner) published() []uint64 {
+// published returns the packets each publisher has sent, and the payload
+// bytes all of them have sent.
+func (r *runner) published() ([]uint64, uint64) {
 	out := make([]uint64, len(r.publishers))
+	var bytes uint64
 	for i, p := range r.publishers {
 		s := p.Stats()
 		out[i] = s.VideoPackets + s.AudioPackets
+		bytes += s.VideoBytes + s.AudioBytes
 	}
-	return out
+	return out, bytes
 }
 
 // sample is one reading of the server, the generator, the whole host and
@@ -428,6 +547,7 @@ type sample struct {
 	server, gen ProcSample
 	host        time.Duration // busy CPU time of every CPU
 	published   []uint64
+	pubBytes    uint64
 	serverErr   error
 	hostErr     error
 }
@@ -437,7 +557,7 @@ func (r *runner) sample() sample {
 	s.server, s.serverErr = r.procs.read()
 	s.gen, _ = ReadProc(0)
 	s.host, s.hostErr = readHostBusy()
-	s.published = r.published()
+	s.published, s.pubBytes = r.published()
 	return s
 }
 
@@ -543,6 +663,10 @@ func (r *runner) step(ctx context.Context, per int) (Step, error) {
 
 	members := r.fleet.members
 	before := make([]ViewerStats, len(members))
+	var ca clusterSample
+	if r.cluster != nil {
+		ca = r.cluster.sample(ctx, r.hc)
+	}
 	a := r.sample()
 	for i, m := range members {
 		before[i] = m.v.Counters()
@@ -554,6 +678,10 @@ func (r *runner) step(ctx context.Context, per int) (Step, error) {
 	}
 	b := r.sample()
 	window := time.Since(t0)
+	var cb clusterSample
+	if r.cluster != nil {
+		cb = r.cluster.sample(ctx, r.hc)
+	}
 	raw := stepRaw{
 		streams: o.Streams, perStream: per, target: per * o.Streams, viewers: len(members),
 		joinFailures: failed.total, window: window,
@@ -579,12 +707,13 @@ func (r *runner) step(ctx context.Context, per int) (Step, error) {
 			raw.stalled++
 		}
 		if m.step == idx {
+			raw.joinRetries += m.retries
 			join, key, ok := joinTimes(after)
 			if join > 0 {
-				raw.joins = append(raw.joins, join)
+				raw.joins = append(raw.joins, join+m.waited)
 			}
 			if ok {
-				raw.keyframes = append(raw.keyframes, key)
+				raw.keyframes = append(raw.keyframes, key+m.waited)
 			} else {
 				raw.noKeyframe++
 			}
@@ -596,6 +725,14 @@ func (r *runner) step(ctx context.Context, per int) (Step, error) {
 		raw.expected += n * perStream[i]
 	}
 	s := derive(raw)
+	if r.cluster != nil {
+		var tree streamTree
+		if err := getJSON(ctx, r.hc, r.base+"/v1/streams/"+url.PathEscape(o.Stream)+"/tree", &tree); err != nil {
+			r.report.warnf("step %d (%d viewers): relay tree: %v", idx, s.Target, err)
+		}
+		packet := meanPacket(sumDelta(a.published, b.published), b.pubBytes-a.pubBytes)
+		s.Cluster = r.cluster.figures(o.Stream, ca, cb, tree, packet)
+	}
 	r.warnStep(idx, s)
 	return s, nil
 }
@@ -623,6 +760,10 @@ func (r *runner) warnStep(idx int, s Step) {
 	}
 	if s.NoKeyframe > 0 {
 		r.report.warnf("step %d (%d viewers): %d of the step's new viewers had no keyframe by its end", idx, s.Target, s.NoKeyframe)
+	}
+	if c := s.Cluster; c != nil && c.OriginRelays > r.o.RelayMaxDownstream {
+		r.report.warnf("step %d (%d viewers): the origin %s feeds %d relays, over relay.max_downstream %d",
+			idx, s.Target, c.Origin, c.OriginRelays, r.o.RelayMaxDownstream)
 	}
 	if s.OtherCPU.Known() && s.OtherCPU > noisy {
 		r.report.warnf("step %d (%d viewers): other processes on the host used %.2f cores during the window: "+
@@ -661,10 +802,17 @@ func (r *runner) setHeadline() {
 	h := fmt.Sprintf("headline: %d viewers of %s at %.2g Mbit/s, loss %s%%", best.Viewers, streams,
 		float64(r.o.Bitrate)/1e6, cell(best.LossPct))
 	if best.ServerCPU.Known() {
-		h += fmt.Sprintf(": server %s cores → %s viewers per core, %s µs per forwarded packet, %s KiB per viewer",
-			cell(best.ServerCPU), cell(best.ViewersPerCore), cell(best.CPUPerPacketUs), cell(best.MemPerViewerKiB))
+		server := "server"
+		if r.cluster != nil {
+			server = fmt.Sprintf("all %d cluster processes", len(r.servers))
+		}
+		h += fmt.Sprintf(": %s %s cores → %s viewers per core, %s µs per forwarded packet, %s KiB per viewer",
+			server, cell(best.ServerCPU), cell(best.ViewersPerCore), cell(best.CPUPerPacketUs), cell(best.MemPerViewerKiB))
 	}
 	h += fmt.Sprintf("; join p95 %s ms (keyframe %s ms), frame delivery p95 %s ms",
 		cell(best.Join.P95), cell(best.JoinKeyframe.P95), cell(best.FrameDelayP95))
+	if r.cluster != nil {
+		h += "\n" + r.report.originTrend()
+	}
 	r.report.Headline = h
 }

@@ -23,7 +23,14 @@ func TestOptionsValidate(t *testing.T) {
 		field  string
 	}{
 		{"defaults with a list", func(*Options) {}, nil, ""},
-		{"cluster waits for the balancer", func(o *Options) { o.Scenario = ScenarioCluster }, ErrScenarioUnavailable, "balancer (issue 4)"},
+		{"cluster starts its own nodes", func(o *Options) { o.Scenario = ScenarioCluster }, ErrBadOption, "--url"},
+		{"cluster", func(o *Options) { o.Scenario, o.URL, o.ServerBinary = ScenarioCluster, "", "/bin/true" }, nil, ""},
+		{"cluster of too many nodes", func(o *Options) {
+			o.Scenario, o.URL, o.ServerBinary, o.Nodes = ScenarioCluster, "", "/bin/true", MaxNodes+1
+		}, ErrBadOption, "--nodes"},
+		{"cluster of one stream", func(o *Options) {
+			o.Scenario, o.URL, o.ServerBinary, o.Streams = ScenarioCluster, "", "/bin/true", 2
+		}, ErrBadOption, "--streams"},
 		{"unknown scenario", func(o *Options) { o.Scenario = "storm" }, ErrBadOption, "--scenario"},
 		{"fanout has one stream", func(o *Options) { o.Streams = 3 }, ErrBadOption, "--streams"},
 		{"streams may have many", func(o *Options) { o.Scenario, o.Streams = ScenarioStreams, 3 }, nil, ""},

@@ -35,8 +35,15 @@ type ServerOptions struct {
 	Taskset string
 	// Log receives the server's log lines (JSON); nil discards them.
 	Log io.Writer
-	// ExtraArgs are appended to the serve command line.
+	// LogPrefix starts each line written to Log ("n1 "), to tell servers
+	// sharing one log apart.
+	LogPrefix string
+	// ExtraArgs are appended to the serve command line; a flag given again
+	// there (--listen 127.0.0.3:0) wins over the default.
 	ExtraArgs []string
+	// Env entries ("CASCADE_PLAY_MAX_VIEWERS=8") are added to this
+	// process's environment for the server.
+	Env []string
 }
 
 // LocalServer is a `cascade serve --dev` process on loopback with free
@@ -48,6 +55,9 @@ type LocalServer struct {
 	MediaPort int
 	// PID is the server's process id (taskset execs it, so the pid stays).
 	PID int
+	// ClusterAddr is the memberlist host:port when the server joined a
+	// cluster (--cluster-bind), empty otherwise.
+	ClusterAddr string
 
 	cmd     *exec.Cmd
 	dataDir string
@@ -68,9 +78,10 @@ type LocalServer struct {
 
 // readyLine is the JSON log line a node writes when it accepts sessions.
 type readyLine struct {
-	Msg       string `json:"msg"`
-	HTTPAddr  string `json:"http_addr"`
-	MediaPort int    `json:"media_port"`
+	Msg         string `json:"msg"`
+	HTTPAddr    string `json:"http_addr"`
+	MediaPort   int    `json:"media_port"`
+	ClusterAddr string `json:"cluster_addr"`
 }
 
 // StartServer starts `cascade serve --dev --listen 127.0.0.1:0 --media-port
@@ -100,6 +111,9 @@ func StartServer(ctx context.Context, o ServerOptions) (*LocalServer, error) {
 		name = ts
 	}
 	cmd := exec.Command(name, args...)
+	if len(o.Env) > 0 {
+		cmd.Env = append(os.Environ(), o.Env...)
+	}
 	cmd.Stdout = io.Discard
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	stderr, err := cmd.StderrPipe()
@@ -114,7 +128,7 @@ func StartServer(ctx context.Context, o ServerOptions) (*LocalServer, error) {
 	s := &LocalServer{PID: cmd.Process.Pid, cmd: cmd, dataDir: dataDir, done: make(chan struct{}), gone: make(chan struct{})}
 	ready := make(chan readyLine, 1)
 	// The log reader runs until the process exits; Stop waits for it.
-	go s.readLog(stderr, o.Log, ready)
+	go s.readLog(stderr, o.Log, o.LogPrefix, ready)
 
 	timer := time.NewTimer(serverReadyTimeout)
 	defer timer.Stop()
@@ -122,6 +136,7 @@ func StartServer(ctx context.Context, o ServerOptions) (*LocalServer, error) {
 	case r := <-ready:
 		s.URL = "http://" + r.HTTPAddr
 		s.MediaPort = r.MediaPort
+		s.ClusterAddr = r.ClusterAddr
 		return s, nil
 	case <-s.done:
 		err = fmt.Errorf("%w before ready: %w\n%s", ErrServerExited, s.waitErr, s.Tail())
@@ -134,15 +149,20 @@ func StartServer(ctx context.Context, o ServerOptions) (*LocalServer, error) {
 	return nil, err
 }
 
-func (s *LocalServer) readLog(r io.Reader, log io.Writer, ready chan<- readyLine) {
+// readLog copies the server's log to log, each line after prefix and in
+// one Write (several servers may share a log that serialises its writes),
+// keeps its tail and watches for the ready and shutdown lines. It returns
+// when the process has exited.
+func (s *LocalServer) readLog(r io.Reader, log io.Writer, prefix string, ready chan<- readyLine) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var out []byte
 	for sc.Scan() {
 		line := sc.Bytes()
 		if log != nil {
-			// line is the scanner's buffer: write it as it is, then the newline.
-			_, _ = log.Write(line)
-			_, _ = log.Write([]byte{'\n'})
+			// line is the scanner's buffer: copy it to add the newline.
+			out = append(append(append(out[:0], prefix...), line...), '\n')
+			_, _ = log.Write(out)
 		}
 		s.mu.Lock()
 		s.bad = s.bad || bytes.Contains(line, []byte("panic:")) || bytes.Contains(line, []byte("DATA RACE"))

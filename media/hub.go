@@ -2,6 +2,7 @@ package media
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -97,9 +98,12 @@ func (h *Hub) compatibleLocked(specs []TrackSpec) bool {
 	if len(specs) != len(h.tracks) {
 		return false
 	}
-	for i, s := range specs {
-		t := h.tracks[i]
-		if s.Kind != t.kind || !SameCodec(t.codec, s.Codec) {
+	// By kind, not by position: a relay's answer lists audio first, a
+	// publisher's offer may list video first.
+	for _, s := range specs {
+		if !slices.ContainsFunc(h.tracks, func(t *Track) bool {
+			return s.Kind == t.kind && SameCodec(t.codec, s.Codec)
+		}) {
 			return false
 		}
 	}

@@ -72,6 +72,19 @@ type relayPull struct {
 	handed   atomic.Bool
 }
 
+// attached reports whether the relay's first pull has attached its tracks
+// to the hub. Before that the hub has no tracks: a viewer must wait for
+// the pull (Node.pull), and a node pulling from this one must look
+// elsewhere.
+func (r *relayPull) attached() bool {
+	select {
+	case <-r.ready:
+		return r.err == nil
+	default:
+		return false
+	}
+}
+
 // relayConn is one pull from one upstream.
 type relayConn struct {
 	up       Upstream

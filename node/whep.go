@@ -25,37 +25,17 @@ func (n *Node) play(ctx *fasthttp.RequestCtx, name, offer, viewer, relayFor stri
 	}
 	n.mu.Lock()
 	var hub *media.Hub
-	if st := n.streams[name]; st != nil && (st.pub != nil || st.relay != nil) {
+	if st := n.streams[name]; st != nil && (st.pub != nil || st.relay != nil && st.relay.attached()) {
 		hub = st.hub
 	}
-	viewers, relays := 0, 0
-	for _, s := range n.sessions {
-		switch {
-		case s.publish:
-		case s.relayFor != "":
-			if s.stream == name {
-				relays++
-			}
-		default:
-			viewers++
-		}
-	}
+	full := n.fullLocked(name, relayFor)
 	n.mu.Unlock()
-	if relayFor != "" {
-		if hub == nil {
-			fail(ctx, fasthttp.StatusNotFound, fmt.Sprintf("stream %s is not live on this node", name))
-			return
-		}
-		if relays >= n.cfg.Relay.MaxDownstream {
-			ctx.Response.Header.Set(headerRelay, "full")
-			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
-			fail(ctx, fasthttp.StatusServiceUnavailable,
-				fmt.Sprintf("this node already feeds %s to %d nodes (relay.max_downstream)", name, relays))
-			return
-		}
-	} else if max := n.cfg.Play.MaxViewers; max > 0 && viewers >= max {
-		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "5")
-		fail(ctx, fasthttp.StatusServiceUnavailable, "node is at its viewer limit; try again later")
+	if relayFor != "" && hub == nil {
+		fail(ctx, fasthttp.StatusNotFound, fmt.Sprintf("stream %s is not live on this node", name))
+		return
+	}
+	if full != nil {
+		full(ctx)
 		return
 	}
 	if hub == nil && n.hooks.Relay != nil {
@@ -138,6 +118,14 @@ func (n *Node) play(ctx *fasthttp.RequestCtx, name, offer, viewer, relayFor stri
 		fail(ctx, fasthttp.StatusServiceUnavailable, "node is shutting down")
 		return
 	}
+	// Checked again as the session is counted: concurrent POSTs all
+	// passed the first check.
+	if full := n.fullLocked(name, relayFor); full != nil {
+		n.mu.Unlock()
+		s.close("over the limit")
+		full(ctx)
+		return
+	}
 	n.sessions[s.id] = s
 	n.mu.Unlock()
 	s.watch(func() {
@@ -151,6 +139,42 @@ func (n *Node) play(ctx *fasthttp.RequestCtx, name, offer, viewer, relayFor stri
 		s.log.Info("viewer session created", zap.Int("tracks", len(tracks)))
 	}
 	n.created(ctx, s, sdpAnswer)
+}
+
+// fullLocked returns, when the node cannot take one more viewer (or one
+// more relay of stream, for relayFor), the refusal to write; nil when it
+// can. n.mu must be held.
+func (n *Node) fullLocked(name, relayFor string) func(*fasthttp.RequestCtx) {
+	viewers, relays := 0, 0
+	for _, s := range n.sessions {
+		switch {
+		case s.publish:
+		case s.relayFor != "":
+			if s.stream == name {
+				relays++
+			}
+		default:
+			viewers++
+		}
+	}
+	if relayFor != "" {
+		if relays < n.cfg.Relay.MaxDownstream {
+			return nil
+		}
+		return func(ctx *fasthttp.RequestCtx) {
+			ctx.Response.Header.Set(headerRelay, "full")
+			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "1")
+			fail(ctx, fasthttp.StatusServiceUnavailable,
+				fmt.Sprintf("this node already feeds %s to %d nodes (relay.max_downstream)", name, relays))
+		}
+	}
+	if max := n.cfg.Play.MaxViewers; max <= 0 || viewers < max {
+		return nil
+	}
+	return func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, "5")
+		fail(ctx, fasthttp.StatusServiceUnavailable, "node is at its viewer limit; try again later")
+	}
 }
 
 // matchTracks returns the hub's tracks the viewer's offer can receive. Every

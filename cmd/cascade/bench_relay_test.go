@@ -48,11 +48,11 @@ func BenchmarkRelayHop(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer pub.Close()
-	e := startNode(b, nil, "--node-id", "b", "--listen", relayNodeIPs[1]+":0",
+	edge := startNode(b, nil, "--node-id", "b", "--listen", relayNodeIPs[1]+":0",
 		"--cluster-bind", relayNodeIPs[1]+":0", "--join", a.ClusterAddr)
 
-	// awaitLoad waits until a's balancer sees a with viewers sessions and
-	// b alive.
+	// awaitLoad waits until a's balancer sees b alive and a with this many
+	// viewers (its load report counts viewer and relay sessions).
 	awaitLoad := func(viewers int) {
 		b.Helper()
 		for {
@@ -90,7 +90,7 @@ func BenchmarkRelayHop(b *testing.B) {
 	onA := play(a)
 	defer onA.Close()
 	awaitLoad(1)
-	onB := play(e)
+	onB := play(edge)
 	defer onB.Close()
 	for _, v := range []*bench.Viewer{onA, onB} {
 		select {
@@ -121,9 +121,9 @@ func BenchmarkRelayHop(b *testing.B) {
 	var row []string
 	for i, q := range qs {
 		da, db := ha.Quantile(q), hb.Quantile(q)
-		b.ReportMetric(us(da), "origin-"+names[i]+"-µs")
-		b.ReportMetric(us(db), "edge-"+names[i]+"-µs")
-		b.ReportMetric(us(db-da), "hop-"+names[i]+"-µs")
+		b.ReportMetric(us(da), "origin-"+names[i]+"-us")
+		b.ReportMetric(us(db), "edge-"+names[i]+"-us")
+		b.ReportMetric(us(db-da), "hop-"+names[i]+"-us")
 		row = append(row, fmt.Sprintf("%.0f / %.0f / %+.0f", us(da), us(db), us(db-da)))
 	}
 	loss := func(s bench.ViewerStats) float64 {

@@ -19,12 +19,14 @@ import (
 const benchUsage = `usage: cascade bench [flags]
 
 Load a Cascade node with real WebRTC: synthetic WHIP publishers (VP8 or H264
-and Opus, with stamped payloads) and many WHEP viewers in this process, and
+and Opus, with stamped payloads; video paced at 2.5x its bitrate as Chrome's
+pacer does, unless --pacing=false) and many WHEP viewers in this process, and
 print what the node carries: throughput, loss, join time, delay, server CPU
 and memory, and the generator's own CPU. Every run stops by itself.
 
 By default the bench starts its own node (cascade serve --dev on loopback)
 from this binary and stops it at the end; --url points it at a running one.
+The cluster scenario starts its own nodes and balancer.
 
 columns: Mbit/s all viewers received; loss% from RTP sequence numbers; recv% packets
 received over packets published × viewers (a stalled or queued viewer shows here);
@@ -39,12 +41,19 @@ scenarios:
   streams  --streams N streams with --viewers-per-stream M viewers each, in steps
   churn    viewers joining at --rate per second for --duration, each leaving
            --lifetime after its first keyframe
-  cluster  not available yet: needs the balancer (issue 4)
+  cluster  --nodes N nodes (127.0.0.2, .3, ...) joined into a cluster, each taking
+           --node-max-viewers viewers and feeding the stream to at most
+           --relay-max-downstream other nodes, and a balancer; the publisher
+           and the viewers (in steps, --viewers) POST to the balancer and
+           follow its redirects, and a join refused with 503 is tried again.
+           Each step adds every node's viewers, relays fed, egress, CPU and
+           memory, the relay tree's depth and the origin's egress.
 
 examples:
   cascade bench --viewers 50,100,200,400
   cascade bench --until-loss 1% --step 50 --max-viewers 1000 --taskset-server 0 --taskset-bench 1
   cascade bench --scenario churn --rate 50 --duration 10s
+  cascade bench --scenario cluster --nodes 4 --viewers 20,60,120,200
   cascade bench --url http://127.0.0.1:8080 --pid 1234 --json out.json --plot out.png
 
 flags:
@@ -156,6 +165,7 @@ func parseBenchArgs(args []string, stderr io.Writer) (benchArgs, error) {
 		self, _  = os.Executable()
 		streams  int
 		codecArg string
+		pacing   = true
 	)
 	fs.StringVar(&o.Scenario, "scenario", bench.ScenarioFanout, "fanout, streams, churn or cluster")
 	fs.StringVar(&o.URL, "url", "", "base URL of a running node (http://host:port); default: start one")
@@ -172,6 +182,8 @@ func parseBenchArgs(args []string, stderr io.Writer) (benchArgs, error) {
 	fs.IntVar(&o.FPS, "fps", bench.DefaultFPS, "video frames per second")
 	fs.DurationVar(&o.KeyframeInterval, "keyframe-interval", bench.DefaultKeyframeInterval, "time between keyframes")
 	fs.BoolVar(&audio, "audio", true, "send an Opus track (50 packets/s) beside the video")
+	fs.BoolVar(&pacing, "pacing", true, "pace each video frame's packets at 2.5x the bitrate, as a browser does;\n"+
+		"false sends each frame in one burst")
 	fs.Var(&viewers, "viewers", "fanout: viewers per step, comma-separated")
 	fs.Var(&loss, "until-loss", "ramp by --step until a step's shortfall exceeds this (e.g. 1%) instead of --viewers:\n"+
 		"the worst of RTP loss, packets published but not received, and failed joins")
@@ -181,6 +193,11 @@ func parseBenchArgs(args []string, stderr io.Writer) (benchArgs, error) {
 	fs.Var(&perStrm, "viewers-per-stream", "streams: viewers per stream per step, comma-separated")
 	fs.Float64Var(&o.Rate, "rate", 20, "churn: joins per second")
 	fs.DurationVar(&o.Lifetime, "lifetime", bench.DefaultLifetime, "churn: how long a viewer stays after its first keyframe")
+	fs.IntVar(&o.Nodes, "nodes", bench.DefaultNodes, "cluster: how many media nodes to start")
+	fs.IntVar(&o.NodeMaxViewers, "node-max-viewers", bench.DefaultNodeMaxViewers,
+		"cluster: viewers each node takes (CASCADE_PLAY_MAX_VIEWERS)")
+	fs.IntVar(&o.RelayMaxDownstream, "relay-max-downstream", bench.DefaultRelayMaxDownstream,
+		"cluster: nodes each node feeds a stream to (CASCADE_RELAY_MAX_DOWNSTREAM)")
 	fs.DurationVar(&o.Duration, "duration", bench.DefaultDuration, "measurement window per step (churn: how long joins start)")
 	fs.DurationVar(&o.Warmup, "warmup", bench.DefaultWarmup, "wait after joins before measuring; also the baseline's window")
 	fs.IntVar(&o.JoinParallel, "join-parallel", bench.DefaultJoinParallel, "joins in flight at once in a step")
@@ -204,8 +221,15 @@ func parseBenchArgs(args []string, stderr io.Writer) (benchArgs, error) {
 		return a, fmt.Errorf("%w: "+format, append([]any{bench.ErrBadOption}, args...)...)
 	}
 
-	o.Codec, o.Bitrate, o.NoAudio, o.PIDs = codecArg, int(rate), !audio, pids
+	o.Codec, o.Bitrate, o.NoAudio, o.NoPacing, o.PIDs = codecArg, int(rate), !audio, !pacing, pids
 	o.Ramp.UntilLoss = float64(loss)
+	if o.Scenario != bench.ScenarioCluster {
+		for _, name := range []string{"nodes", "node-max-viewers", "relay-max-downstream"} {
+			if set[name] {
+				return bad("--%s is for --scenario cluster", name)
+			}
+		}
+	}
 	switch o.Scenario {
 	case bench.ScenarioFanout:
 		if set["streams"] || set["viewers-per-stream"] {
@@ -224,6 +248,13 @@ func parseBenchArgs(args []string, stderr io.Writer) (benchArgs, error) {
 			}
 		}
 		o.Streams = 1
+	case bench.ScenarioCluster:
+		for _, name := range []string{"url", "pid", "streams", "viewers-per-stream"} {
+			if set[name] {
+				return bad("--%s does not apply to --scenario cluster: it starts its own nodes, for one stream", name)
+			}
+		}
+		o.Streams, o.Ramp.Steps = 1, viewers
 	}
 	if set["until-loss"] && (set["viewers"] || set["viewers-per-stream"]) {
 		return bad("--until-loss ramps by --step: give it or a list of viewers, not both")
@@ -268,7 +299,7 @@ func benchCommand(args []string, stdout, stderr io.Writer) int {
 	}()
 	start := time.Now()
 	report, err := bench.Run(ctx, o)
-	if errors.Is(err, bench.ErrBadOption) || errors.Is(err, bench.ErrScenarioUnavailable) {
+	if errors.Is(err, bench.ErrBadOption) {
 		fmt.Fprintln(stderr, "cascade:", err)
 		return 2
 	}

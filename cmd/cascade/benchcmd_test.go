@@ -27,7 +27,16 @@ func TestParseBenchArgs(t *testing.T) {
 		{"defaults: fanout over 50..400 viewers at 2.5 Mbit/s", nil, func(o bench.Options) bool {
 			return o.Scenario == "fanout" && slices.Equal(o.Ramp.Steps, []int{50, 100, 200, 400}) && o.Streams == 1 &&
 				o.Bitrate == 2_500_000 && o.FPS == 30 && o.KeyframeInterval == 2*time.Second && !o.NoAudio &&
-				o.Duration == 10*time.Second && o.Warmup == 2*time.Second && o.URL == ""
+				o.Duration == 10*time.Second && o.Warmup == 2*time.Second && o.URL == "" && !o.NoPacing
+		}, nil},
+		{"bursts instead of pacing", []string{"--pacing=false"}, func(o bench.Options) bool { return o.NoPacing }, nil},
+		{"a cluster with its defaults", []string{"--scenario", "cluster", "--viewers", "20,60"}, func(o bench.Options) bool {
+			return o.Scenario == "cluster" && o.Nodes == 4 && o.NodeMaxViewers == 100 && o.RelayMaxDownstream == 2 &&
+				o.Streams == 1 && slices.Equal(o.Ramp.Steps, []int{20, 60})
+		}, nil},
+		{"a cluster sized on the command line", []string{"--scenario", "cluster", "--nodes", "3", "--node-max-viewers", "8",
+			"--relay-max-downstream", "1"}, func(o bench.Options) bool {
+			return o.Nodes == 3 && o.NodeMaxViewers == 8 && o.RelayMaxDownstream == 1
 		}, nil},
 		{"a list of viewers", []string{"--viewers", "5,10", "--duration", "2s", "--warmup", "1s"}, func(o bench.Options) bool {
 			return slices.Equal(o.Ramp.Steps, []int{5, 10}) && o.Duration == 2*time.Second && o.Warmup == time.Second
@@ -53,6 +62,9 @@ func TestParseBenchArgs(t *testing.T) {
 		{"streams flags in fanout", []string{"--streams", "3"}, nil, bench.ErrBadOption},
 		{"viewers in streams", []string{"--scenario", "streams", "--viewers", "5"}, nil, bench.ErrBadOption},
 		{"a plot of churn", []string{"--scenario", "churn", "--plot", "x.png"}, nil, bench.ErrBadOption},
+		{"nodes without a cluster", []string{"--nodes", "3"}, nil, bench.ErrBadOption},
+		{"a cluster at a url", []string{"--scenario", "cluster", "--url", "http://127.0.0.1:8080"}, nil, bench.ErrBadOption},
+		{"a cluster of streams", []string{"--scenario", "cluster", "--streams", "2"}, nil, bench.ErrBadOption},
 		{"bad viewer list", []string{"--viewers", "5,x"}, nil, errUsage},
 		{"bad percentage", []string{"--until-loss", "200%"}, nil, errUsage},
 		{"stray argument", []string{"now"}, nil, errUsage},
@@ -67,14 +79,6 @@ func TestParseBenchArgs(t *testing.T) {
 		if err != nil || !tc.check(a.opts) {
 			t.Errorf("%s: %v, options %+v", tc.name, err, a.opts)
 		}
-	}
-}
-
-func TestBenchCommandRefusesCluster(t *testing.T) {
-	var stderr bytes.Buffer
-	if code := run([]string{"bench", "--scenario", "cluster"}, io.Discard, &stderr); code != 2 ||
-		!strings.Contains(stderr.String(), "not available yet") || !strings.Contains(stderr.String(), "balancer (issue 4)") {
-		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}
 }
 
@@ -146,5 +150,104 @@ func TestBenchCommand(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "viewers/core") {
 		t.Errorf("no table on stdout")
+	}
+}
+
+// TestBenchCluster runs the real binary's cluster scenario: three nodes
+// that take 8 viewers each and feed the stream to at most 2 others, and a
+// balancer, all started by the bench from the same binary. It checks the
+// JSON report: two steps, every viewer receiving media, the load of every
+// node, and an origin that feeds no more relays than relay.max_downstream.
+func TestBenchCluster(t *testing.T) {
+	const maxDownstream = 2 // the bench's default
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.json")
+	cmd := exec.CommandContext(ctx, binaryPath, "bench", "--scenario", "cluster", "--nodes", "3",
+		"--node-max-viewers", "8", "--viewers", "5,20", "--duration", "2s", "--warmup", "1s", "--json", out,
+		"--server-log", filepath.Join(dir, "servers.log"))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
+	t.Logf("cascade bench took %v:\n%s", took.Round(time.Millisecond), stdout.String())
+	if err != nil {
+		t.Fatalf("cascade bench: %v\nstderr:\n%s", err, stderr.String())
+	}
+	if took > 60*time.Second {
+		t.Errorf("the run took %v, want under 60 s", took)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var report struct {
+		Scenario   string              `json:"scenario"`
+		ServerPIDs []int               `json:"server_pids"`
+		Cluster    *bench.ClusterSetup `json:"cluster"`
+		Steps      []struct {
+			Target           int      `json:"target_viewers"`
+			Viewers          int      `json:"viewers"`
+			JoinFailures     int      `json:"join_failures"`
+			Stalled          int      `json:"stalled_viewers"`
+			DeliveredPackets uint64   `json:"delivered_packets"`
+			DeliveryPct      *float64 `json:"delivery_pct"`
+			LossPct          *float64 `json:"loss_pct"`
+			Cluster          *struct {
+				Origin           string           `json:"origin"`
+				OriginViewers    int              `json:"origin_viewers"`
+				OriginRelays     int              `json:"origin_relays"`
+				OriginEgressMbps *float64         `json:"origin_egress_mbps"`
+				TreeDepth        int              `json:"tree_depth"`
+				Nodes            []bench.NodeLoad `json:"nodes"`
+			} `json:"cluster"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(b, &report); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if c := report.Cluster; c == nil || c.Nodes != 3 || c.MaxViewers != 8 || c.MaxDownstream != maxDownstream ||
+		len(c.Members) != 4 || len(report.ServerPIDs) != 4 || c.Origin == "" {
+		t.Fatalf("cluster %+v, pids %v: want 3 nodes and a balancer, measured, with an origin", c, report.ServerPIDs)
+	}
+	if len(report.Steps) != 2 {
+		t.Fatalf("%d steps, want 2:\n%s", len(report.Steps), b)
+	}
+	for i, want := range []int{5, 20} {
+		s := report.Steps[i]
+		if s.Target != want || s.Viewers != want || s.JoinFailures != 0 {
+			t.Errorf("step %d: %d of %d viewers joined, %d joins failed; want all %d", i, s.Viewers, s.Target,
+				s.JoinFailures, want)
+		}
+		if s.Stalled != 0 || s.DeliveredPackets == 0 || s.DeliveryPct == nil || *s.DeliveryPct < 95 ||
+			s.LossPct == nil || *s.LossPct >= 5 {
+			t.Errorf("step %d: %d viewers received nothing, %d packets delivered, delivery %v %%, loss %v %%: "+
+				"want every viewer receiving media", i, s.Stalled, s.DeliveredPackets, s.DeliveryPct, s.LossPct)
+		}
+		c := s.Cluster
+		if c == nil {
+			t.Errorf("step %d: no cluster figures", i)
+			continue
+		}
+		if c.Origin != report.Cluster.Origin || c.OriginRelays > maxDownstream || c.OriginEgressMbps == nil ||
+			*c.OriginEgressMbps <= 0 {
+			t.Errorf("step %d: origin %s with %d relays (want at most %d), egress %v Mbit/s",
+				i, c.Origin, c.OriginRelays, maxDownstream, c.OriginEgressMbps)
+		}
+		viewers := 0
+		for _, n := range c.Nodes {
+			viewers += n.Viewers
+			if !n.CPU.Known() || !n.RSSMiB.Known() {
+				t.Errorf("step %d: node %s: CPU %v, RSS %v: want both measured", i, n.ID, n.CPU, n.RSSMiB)
+			}
+		}
+		if len(c.Nodes) != 4 || viewers != s.Viewers {
+			t.Errorf("step %d: %d processes holding %d viewers, want 4 holding %d", i, len(c.Nodes), viewers, s.Viewers)
+		}
+	}
+	if !strings.Contains(stdout.String(), "origin egress") {
+		t.Errorf("no origin egress summary on stdout")
 	}
 }
