@@ -9,6 +9,9 @@ import (
 
 // Load is the node's current load, as the cluster gossips it.
 type Load struct {
+	// Viewers counts WHEP viewers, as play.max_viewers does: the sessions
+	// that feed other nodes count in EgressBps, and are bounded by
+	// relay.max_downstream.
 	Viewers    int
 	Publishers int
 	// EgressBps estimates the media bit rate the node sends to viewers:
@@ -37,9 +40,10 @@ func (n *Node) Load() Load {
 	var l Load
 	n.mu.Lock()
 	for _, s := range n.sessions {
-		if s.publish {
+		switch {
+		case s.publish:
 			l.Publishers++
-		} else {
+		case s.relayFor == "":
 			l.Viewers++
 		}
 	}

@@ -237,10 +237,17 @@ func newLogger(cfg config.LogConfig, w io.Writer) (*zap.Logger, error) {
 }
 
 // requestError answers a request fasthttp could not read: 413 for a body
-// over the server's limit, 400 otherwise.
+// over the server's limit, 408 for a request that did not arrive in time,
+// 400 otherwise.
 func requestError(ctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 		ctx.Error("request body too large\n", fasthttp.StatusRequestEntityTooLarge)
+		return
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) && netErr.Timeout() {
+		ctx.SetConnectionClose()
+		ctx.Error("request timeout\n", fasthttp.StatusRequestTimeout)
 		return
 	}
 	ctx.Error("malformed request: "+err.Error()+"\n", fasthttp.StatusBadRequest)
