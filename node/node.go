@@ -397,6 +397,24 @@ func (n *Node) EndSessions(reason string) {
 	}
 }
 
+// EndRelaysTo ends the relay sessions feeding nodes for which gone
+// reports true: a node that left the cluster or died will not come back
+// for them, and its relay slot would otherwise stay taken until ICE gives
+// up on it.
+func (n *Node) EndRelaysTo(gone func(node string) bool) {
+	n.mu.Lock()
+	var ended []*session
+	for _, s := range n.sessions {
+		if s.relayFor != "" && gone(s.relayFor) {
+			ended = append(ended, s)
+		}
+	}
+	n.mu.Unlock()
+	for _, s := range ended {
+		s.close("the node it fed left the cluster")
+	}
+}
+
 // Draining reports whether Drain was called.
 func (n *Node) Draining() bool { return n.draining.Load() }
 

@@ -32,11 +32,15 @@ type process struct {
 
 	drainOnce sync.Once
 	drained   chan struct{} // closed when a drain has finished
+
+	stop chan struct{}  // closed by close: ends the goroutines below
+	wg   sync.WaitGroup // watchRelays
 }
 
 // start builds and starts the parts the configuration asks for.
 func start(cfg config.Config, log *zap.Logger, base string) (*process, error) {
-	p := &process{cfg: cfg, base: base, pages: api.NewPages(), drained: make(chan struct{})}
+	p := &process{cfg: cfg, base: base, pages: api.NewPages(), drained: make(chan struct{}),
+		stop: make(chan struct{})}
 	var hooks node.Hooks
 	if cfg.Cluster.Bind != "" {
 		hooks.Streams = streamRegistry{p}
@@ -93,6 +97,13 @@ func start(cfg config.Config, log *zap.Logger, base string) (*process, error) {
 			AllowedOrigins: cfg.EffectiveAllowedOrigins(),
 			Logger:         log.Named("balancer"),
 		})
+	}
+	if p.member != nil && p.node != nil {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.watchRelays()
+		}()
 	}
 	p.nodes = &api.Nodes{View: p.view, Self: cfg.NodeID, AdminToken: cfg.AdminToken()}
 	p.trees = &api.Trees{View: p.view}
@@ -212,8 +223,34 @@ func (p *process) drain(log *zap.Logger) {
 	<-p.drained
 }
 
+// watchRelays ends relay sessions to nodes that are no longer alive
+// members, on every new view, until close.
+func (p *process) watchRelays() {
+	seen := map[string]bool{} // members of earlier views
+	for {
+		updated := p.member.Updated()
+		v := p.member.View()
+		// Only a node that was a member and is gone: one that has just
+		// joined may pull before this node's view has it.
+		p.node.EndRelaysTo(func(id string) bool {
+			n, ok := v.Node(id)
+			return seen[id] && (!ok || n.State == cluster.StateDead)
+		})
+		for _, n := range v.Nodes {
+			seen[n.ID] = true
+		}
+		select {
+		case <-updated:
+		case <-p.stop:
+			return
+		}
+	}
+}
+
 // close stops everything start started.
 func (p *process) close(log *zap.Logger) {
+	close(p.stop)
+	p.wg.Wait()
 	if p.member != nil {
 		if err := p.member.Close(); err != nil {
 			log.Warn("close cluster membership", zap.Error(err))
