@@ -1,13 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
@@ -157,51 +154,9 @@ func (tn *testNet) setLink(i int, up bool) {
 // the namespace.
 func startNodeIn(t *testing.T, ns string, env []string, args ...string) *nodeProc {
 	t.Helper()
-	base := []string{"netns", "exec", ns, binaryPath, "serve", "--dev", "--listen", "127.0.0.1:0",
-		"--media-port", "0", "--data-dir", t.TempDir(), "--log-format", "json"}
-	cmd := exec.Command("ip", append(base, args...)...)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, binaryPath}, serveArgs(t, args)...)...)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout = io.Discard
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatalf("stderr pipe: %v", err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start cascade in %s: %v", ns, err)
-	}
-	n := &nodeProc{PID: cmd.Process.Pid, cmd: cmd, done: make(chan struct{})}
-	ready := make(chan readyLine, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64*1024), 1024*1024)
-		for sc.Scan() {
-			line := sc.Text()
-			n.mu.Lock()
-			n.lines = append(n.lines, line)
-			n.mu.Unlock()
-			var r readyLine
-			if json.Unmarshal([]byte(line), &r) == nil && r.Msg == "cascade ready" {
-				select {
-				case ready <- r:
-				default:
-				}
-			}
-		}
-		n.waitErr = cmd.Wait()
-		close(n.done)
-	}()
-	t.Cleanup(func() { n.Stop(t) })
-	select {
-	case r := <-ready:
-		n.URL = "http://" + r.HTTPAddr
-		n.MediaPort = r.MediaPort
-		n.ClusterAddr = r.ClusterAddr
-	case <-n.done:
-		t.Fatalf("cascade in %s exited before ready: %v\n%s", ns, n.waitErr, n.Logs())
-	case <-time.After(20 * time.Second):
-		t.Fatalf("cascade in %s not ready after 20s\n%s", ns, n.Logs())
-	}
-	return n
+	return runNode(t, cmd)
 }
 
 // TestClusterPartition runs three nodes in their own network namespaces,

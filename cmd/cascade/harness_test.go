@@ -71,17 +71,31 @@ type readyLine struct {
 // --cluster-bind 127.0.0.2:0 --join ADDR (ClusterAddr tells the port).
 func startNode(t testing.TB, env []string, args ...string) *nodeProc {
 	t.Helper()
+	cmd := exec.Command(binaryPath, serveArgs(t, args)...)
+	cmd.Env = append(os.Environ(), env...)
+	return runNode(t, cmd)
+}
+
+// serveArgs is the command line of a test node: `serve` with the test
+// defaults, then args.
+func serveArgs(t testing.TB, args []string) []string {
 	base := []string{"serve", "--dev", "--listen", "127.0.0.1:0", "--media-port", "0",
 		"--data-dir", t.TempDir(), "--log-format", "json"}
-	cmd := exec.Command(binaryPath, append(base, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	return append(base, args...)
+}
+
+// runNode starts cmd (a cascade serve, directly or through a wrapper that
+// execs it in place), collects its log, waits until it is ready and stops
+// it when the test ends.
+func runNode(t testing.TB, cmd *exec.Cmd) *nodeProc {
+	t.Helper()
 	cmd.Stdout = io.Discard
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatalf("stderr pipe: %v", err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start cascade: %v", err)
+		t.Fatalf("start %s: %v", cmd, err)
 	}
 	n := &nodeProc{PID: cmd.Process.Pid, cmd: cmd, done: make(chan struct{})}
 	ready := make(chan readyLine, 1)
@@ -111,9 +125,9 @@ func startNode(t testing.TB, env []string, args ...string) *nodeProc {
 		n.MediaPort = r.MediaPort
 		n.ClusterAddr = r.ClusterAddr
 	case <-n.done:
-		t.Fatalf("cascade exited before ready: %v\n%s", n.waitErr, n.Logs())
+		t.Fatalf("%s exited before ready: %v\n%s", cmd, n.waitErr, n.Logs())
 	case <-time.After(20 * time.Second):
-		t.Fatalf("cascade not ready after 20s\n%s", n.Logs())
+		t.Fatalf("%s not ready after 20s\n%s", cmd, n.Logs())
 	}
 	return n
 }
