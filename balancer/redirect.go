@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/cascade-rtc/cascade/cluster"
+	"github.com/cascade-rtc/cascade/cors"
 )
 
 // DefaultGrantTTL is how long a grant stays valid when Options.GrantTTL
@@ -332,29 +333,7 @@ func (r *Redirector) authorize(ctx *fasthttp.RequestCtx, kind Kind, name []byte)
 
 // cors writes the CORS headers a node writes, for a request from an
 // allowed origin.
-func (r *Redirector) cors(ctx *fasthttp.RequestCtx) {
-	origin := ctx.Request.Header.Peek(fasthttp.HeaderOrigin)
-	if len(origin) == 0 {
-		return
-	}
-	ok := false
-	for _, a := range r.o.AllowedOrigins {
-		if a == "*" || bytes.EqualFold([]byte(a), origin) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return
-	}
-	h := &ctx.Response.Header
-	h.SetBytesV(fasthttp.HeaderAccessControlAllowOrigin, origin)
-	h.Add(fasthttp.HeaderVary, "Origin")
-	h.Set(fasthttp.HeaderAccessControlAllowMethods, "GET, POST, PATCH, DELETE, OPTIONS")
-	h.Set(fasthttp.HeaderAccessControlAllowHeaders, "Authorization, Content-Type, If-Match")
-	h.Set(fasthttp.HeaderAccessControlExposeHeaders, "Location, ETag, Link, Accept-Patch, Accept-Post, Retry-After")
-	h.Set(fasthttp.HeaderAccessControlMaxAge, "600")
-}
+func (r *Redirector) cors(ctx *fasthttp.RequestCtx) { cors.Write(ctx, r.o.AllowedOrigins, false) }
 
 // appendQueryWithoutGrant appends the raw query q to dst, each parameter
 // followed by '&', leaving out empty parameters and any "grant" parameter

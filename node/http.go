@@ -62,33 +62,6 @@ func authorize(ctx *fasthttp.RequestCtx, want string) bool {
 	return true
 }
 
-// cors answers the CORS headers for a request from an allowed origin
-// (RFC 9725 §4.1 expects browser clients). allowed may hold "*"; allow
-// admits the request's origin whatever it is.
-func cors(ctx *fasthttp.RequestCtx, allowed []string, allow bool) {
-	origin := string(ctx.Request.Header.Peek(fasthttp.HeaderOrigin))
-	if origin == "" {
-		return
-	}
-	ok := allow
-	for _, a := range allowed {
-		if a == "*" || strings.EqualFold(a, origin) {
-			ok = true
-			break
-		}
-	}
-	if !ok {
-		return
-	}
-	h := &ctx.Response.Header
-	h.Set(fasthttp.HeaderAccessControlAllowOrigin, origin)
-	h.Add(fasthttp.HeaderVary, "Origin")
-	h.Set(fasthttp.HeaderAccessControlAllowMethods, "GET, POST, PATCH, DELETE, OPTIONS")
-	h.Set(fasthttp.HeaderAccessControlAllowHeaders, "Authorization, Content-Type, If-Match")
-	h.Set(fasthttp.HeaderAccessControlExposeHeaders, "Location, ETag, Link, Accept-Patch, Accept-Post, Retry-After")
-	h.Set(fasthttp.HeaderAccessControlMaxAge, "600")
-}
-
 // validStreamName reports whether s can name a stream: 1 to 128 of
 // letters, digits, '-', '_', '.' and '~' (URL-safe without escaping).
 func validStreamName(s string) bool {

@@ -41,27 +41,6 @@ func TestAuthorize(t *testing.T) {
 	}
 }
 
-func TestCORS(t *testing.T) {
-	ctx := request(map[string]string{"Origin": "https://player.example"})
-	cors(ctx, []string{"https://other.example", "https://player.example"}, false)
-	if got := string(ctx.Response.Header.Peek("Access-Control-Allow-Origin")); got != "https://player.example" {
-		t.Fatalf("allowed origin echoed as %q", got)
-	}
-	if got := string(ctx.Response.Header.Peek("Access-Control-Expose-Headers")); got == "" {
-		t.Fatal("Location and ETag must be exposed to browser clients")
-	}
-	ctx = request(map[string]string{"Origin": "https://evil.example"})
-	cors(ctx, []string{"https://player.example"}, false)
-	if got := ctx.Response.Header.Peek("Access-Control-Allow-Origin"); got != nil {
-		t.Fatalf("disallowed origin got Access-Control-Allow-Origin %q", got)
-	}
-	ctx = request(map[string]string{"Origin": "https://any.example"})
-	cors(ctx, []string{"*"}, false)
-	if got := string(ctx.Response.Header.Peek("Access-Control-Allow-Origin")); got != "https://any.example" {
-		t.Fatalf("wildcard: got %q", got)
-	}
-}
-
 func TestValidStreamName(t *testing.T) {
 	for name, want := range map[string]bool{
 		"demo": true, "a-b_c.d~e": true, "Cam1": true,

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cascade-rtc/cascade/config"
+	"github.com/cascade-rtc/cascade/cors"
 	"github.com/cascade-rtc/cascade/media"
 )
 
@@ -146,7 +147,7 @@ func (n *Node) Handle(ctx *fasthttp.RequestCtx) bool {
 		return false
 	}
 	parts := strings.Split(path[len("/whip/"):], "/")
-	cors(ctx, n.origins, len(parts) == 1 && n.grantedNull(ctx, publish, parts[0]))
+	cors.Write(ctx, n.origins, len(parts) == 1 && n.grantedNull(ctx, publish, parts[0]))
 	switch {
 	case len(parts) == 1:
 		n.serveEndpoint(ctx, publish, parts[0])
