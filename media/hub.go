@@ -62,9 +62,6 @@ func NewHub(stream string, opts HubOptions) *Hub {
 	}
 }
 
-// Stream is the stream name.
-func (h *Hub) Stream() string { return h.stream }
-
 // Done is closed when the hub has ended: its source left and every viewer
 // was told.
 func (h *Hub) Done() <-chan struct{} { return h.done }
@@ -86,14 +83,9 @@ func (h *Hub) Viewers() int {
 	return n
 }
 
-// Compatible reports whether a source sending specs can replace the current
-// one without viewers renegotiating: the same kinds with the same codecs.
-func (h *Hub) Compatible(specs []TrackSpec) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.compatibleLocked(specs)
-}
-
+// compatibleLocked reports whether a source sending specs can replace the
+// current one without viewers renegotiating: the same kinds with the same
+// codecs. h.mu must be held.
 func (h *Hub) compatibleLocked(specs []TrackSpec) bool {
 	if len(specs) != len(h.tracks) {
 		return false
@@ -289,13 +281,6 @@ func (s *Source) Close() {
 	if current {
 		h.Close()
 	}
-}
-
-// Current reports whether s still feeds its hub.
-func (s *Source) Current() bool {
-	s.hub.mu.Lock()
-	defer s.hub.mu.Unlock()
-	return s.hub.source == s && !s.hub.closed
 }
 
 // Stop stops forwarding the source's packets and waits for its layer loops
